@@ -1,0 +1,239 @@
+"""Configuration: YAML validated on load into frozen pydantic models.
+
+`load_config(path)` returns a `Config` or raises `ConfigError` whose message is one line
+naming the file and the key path, e.g. ``curfew.yaml: vantages[0].resolver: ...``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who wrote the file."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsSettings(_Model):
+    ca_bundle: Path | None = None
+    """PEM file of trusted roots; default: the system trust store."""
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+
+class Timeouts(_Model):
+    """Hard deadlines in seconds, per step and for the whole probe."""
+
+    dns: Seconds = 5.0
+    tcp_connect: Seconds = 5.0
+    tls_handshake: Seconds = 5.0
+    http_request: Seconds = 10.0
+    throughput: Seconds = 15.0
+    total: Seconds = 40.0
+
+
+class ProbeSettings(_Model):
+    timeouts: Timeouts = Timeouts()
+    user_agent: str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    """The HTTP body is read up to this many bytes; its length and hash cover what was read."""
+    throughput_max_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
+    throughput_max_seconds: Seconds = 10.0
+    throughput_sample_interval: Annotated[float, Field(gt=0, le=10)] = 0.25
+    max_addresses: Annotated[int, Field(ge=1, le=16)] = 4
+    """Connect to at most this many resolved addresses (OONI connects to every one)."""
+    idle_reset_wait: Annotated[float, Field(ge=0, le=10)] = 1.0
+    """After a reset during TLS/HTTP: how long an idle connection is watched for a reset."""
+
+
+class Vantage(_Model):
+    name: Name
+    timezone: str = "UTC"
+    """IANA zone of the vantage, used for hour-of-day analysis."""
+    source_address: str | None = None
+    """Bind outgoing TCP and UDP to this address."""
+    resolver: str = "system"
+    """"system" (getaddrinfo), "ip[:port]" (UDP with TCP fallback) or an https:// DoH URL."""
+    proxy: str | None = None
+    """http:// or socks5:// proxy; DNS then happens at the proxy."""
+    control: bool = False
+    """True for a vantage outside censorship, used as the comparison."""
+    labels: dict[str, str] = {}
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @field_validator("source_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_address(value)
+        return value
+
+    @field_validator("resolver")
+    @classmethod
+    def _resolver(cls, value: str) -> str:
+        parse_resolver(value)
+        return value
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "socks5", "socks5h") or not parts.hostname or not parts.port:
+            raise ValueError("expected http://host:port or socks5://host:port")
+        return value
+
+
+class Target(_Model):
+    name: Name
+    url: str
+    throughput_url: str | None = None
+    """A bulk object to download for throttling checks."""
+    control: bool = False
+    """A control target: not expected to be blocked; vouches for the vantage."""
+    interval: Annotated[float, Field(ge=1)] | None = None
+    labels: dict[str, str] = {}
+
+    @field_validator("url", "throughput_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL with a host")
+        return value
+
+
+class Config(_Model):
+    tls: TlsSettings = TlsSettings()
+    probe: ProbeSettings = ProbeSettings()
+    interval: Annotated[float, Field(ge=1)] = 300.0
+    """Default seconds between probes of one (vantage, target)."""
+    confirm_interval: Annotated[float, Field(ge=1)] = 30.0
+    vantages: Annotated[list[Vantage], Field(min_length=1)]
+    targets: Annotated[list[Target], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        for kind, items in (("vantages", self.vantages), ("targets", self.targets)):
+            seen: set[str] = set()
+            for item in items:
+                if item.name in seen:
+                    raise ValueError(f"{kind}: duplicate name {item.name!r}")
+                seen.add(item.name)
+        return self
+
+    def vantage(self, name: str) -> Vantage:
+        return next(v for v in self.vantages if v.name == name)
+
+    def target(self, name: str) -> Target:
+        return next(t for t in self.targets if t.name == name)
+
+
+Resolver = tuple[Literal["system"], None, None] | tuple[Literal["udp", "doh"], str, int]
+
+
+def parse_resolver(value: str) -> tuple[str, str | None, int | None]:
+    """Parse a resolver setting into (kind, host, port).
+
+    >>> parse_resolver("127.0.0.1:5053")
+    ('udp', '127.0.0.1', 5053)
+    >>> parse_resolver("system")
+    ('system', None, None)
+    """
+    if value == "system":
+        return ("system", None, None)
+    if value.startswith("https://"):
+        parts = urlsplit(value)
+        if not parts.hostname:
+            raise ValueError("DoH resolver URL has no host")
+        return ("doh", value, parts.port or 443)
+    host, port = value, 53
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        if rest:
+            port = _port(rest.removeprefix(":"))
+    elif value.count(":") == 1:
+        host, _, text = value.partition(":")
+        port = _port(text)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f'expected "system", "ip[:port]" or an https:// DoH URL, got {value!r}') from None
+    return ("udp", host, port)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"bad port {text!r}")
+    return int(text)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def parse_config(data: Any, source: str = "<config>") -> Config:
+    """Validate already-parsed YAML data; raise ConfigError naming `source` and the key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        raise ConfigError(f"{source}: {_key_path(loc)}: {message}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    return parse_config(data, str(path))

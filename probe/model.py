@@ -1,0 +1,188 @@
+"""The measurement as data: one frozen record per network step, and the whole measurement.
+
+Every step yields an observation whether it succeeds or not; a network failure is a
+`failure` string from the OONI list (see `probe.failures`), never an exception.
+Times `t0`/`t` are seconds since the measurement started, read from a monotonic clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Operation = Literal["dns", "tcp_connect", "tls_handshake", "http_request", "throughput"]
+OPERATIONS: tuple[Operation, ...] = ("dns", "tcp_connect", "tls_handshake", "http_request", "throughput")
+
+Verdict = Literal[
+    "ok",
+    "dns_blocked",
+    "tcp_blocked",
+    "tls_blocked",
+    "tls_mitm",
+    "http_blocked",
+    "throttled",
+    "vantage_down",
+    "target_down",
+    "inconclusive",
+]
+VERDICTS: tuple[Verdict, ...] = (
+    "ok",
+    "dns_blocked",
+    "tcp_blocked",
+    "tls_blocked",
+    "tls_mitm",
+    "http_blocked",
+    "throttled",
+    "vantage_down",
+    "target_down",
+    "inconclusive",
+)
+
+DnsEngine = Literal["system", "udp", "tcp", "doh", "proxy"]
+
+
+@dataclass(frozen=True)
+class DnsObservation:
+    """One name resolution (A and AAAA together). `answers` are IP address strings."""
+
+    query: str
+    resolver: str
+    engine: DnsEngine
+    t0: float
+    t: float
+    answers: tuple[str, ...] = ()
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class TcpObservation:
+    """One TCP connect to one address.
+
+    `idle_reset` is set by the follow-up check run when the TLS or HTTP step was reset: an
+    idle connection (nothing sent) reset by the network means the block keys on the
+    address, not on what the client said.
+    """
+
+    address: str
+    port: int
+    t0: float
+    t: float
+    failure: str | None = None
+    idle_reset: bool | None = None
+
+
+@dataclass(frozen=True)
+class Certificate:
+    subject: str
+    issuer: str
+    sha256: str
+    not_before: str | None = None
+    not_after: str | None = None
+
+
+@dataclass(frozen=True)
+class TlsObservation:
+    """A TLS handshake with SNI on one address.
+
+    The handshake itself never validates (so an intercepting chain is still recorded);
+    `valid` says whether the received chain validates for `server_name` against the
+    trust store, and `validation_failure` names the OONI ssl_* failure when it does not.
+    """
+
+    address: str
+    port: int
+    server_name: str
+    t0: float
+    t: float
+    failure: str | None = None
+    version: str | None = None
+    cipher: str | None = None
+    alpn: str | None = None
+    peer_chain: tuple[Certificate, ...] = ()
+    valid: bool | None = None
+    validation_failure: str | None = None
+
+    @property
+    def issuer(self) -> str | None:
+        return self.peer_chain[0].issuer if self.peer_chain else None
+
+
+@dataclass(frozen=True)
+class HttpObservation:
+    """An HTTP/1.1 GET. `ttfb` is seconds from sending the request to the first response byte."""
+
+    url: str
+    address: str | None
+    t0: float
+    t: float
+    failure: str | None = None
+    status: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    title: str | None = None
+    body_length: int | None = None
+    body_sha256: str | None = None
+    body_truncated: bool = False
+    ttfb: float | None = None
+    body_sample: str | None = None  # the first bytes of the body as text, for blockpage fingerprints
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class ThroughputObservation:
+    """A bulk download sampled as (seconds since its start, cumulative bytes)."""
+
+    url: str
+    t0: float
+    t: float
+    failure: str | None = None
+    bytes: int = 0
+    samples: tuple[tuple[float, int], ...] = ()
+    complete: bool = False
+
+    @property
+    def bps(self) -> float | None:
+        """Mean rate in bits per second over the download, or None if nothing was timed."""
+        duration = self.t - self.t0
+        if self.bytes <= 0 or duration <= 0:
+            return None
+        return self.bytes * 8 / duration
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Everything one probe of one (vantage, target) saw."""
+
+    vantage: str
+    target: str
+    url: str
+    started_at: datetime  # UTC
+    runtime: float
+    dns: DnsObservation | None = None
+    tcp: tuple[TcpObservation, ...] = ()
+    tls: tuple[TlsObservation, ...] = ()
+    http: HttpObservation | None = None
+    throughput: ThroughputObservation | None = None
+    proxy: str | None = None  # scheme://host:port of the proxy, credentials removed
+    deadline_hit: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def tls_issuer(self) -> str | None:
+        for obs in self.tls:
+            if obs.peer_chain:
+                return obs.issuer
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["started_at"] = self.started_at.strftime("%Y-%m-%d %H:%M:%S")
+        if self.throughput is not None:
+            data["throughput"]["bps"] = self.throughput.bps
+        return data
