@@ -87,7 +87,7 @@ def classify(exc: BaseException) -> str:
         return EOF_ERROR
     if isinstance(exc, ssl.SSLError):
         reason = (exc.reason or "").upper()
-        if "UNEXPECTED_EOF" in reason or "EOF" in str(exc).upper() and "VIOLATION" in str(exc).upper():
+        if "UNEXPECTED_EOF" in reason or ("EOF" in str(exc).upper() and "VIOLATION" in str(exc).upper()):
             return EOF_ERROR
         return SSL_FAILED_HANDSHAKE
     if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):

@@ -1,0 +1,99 @@
+"""Byte streams over a connected non-blocking socket: plain, or TLS through memory BIOs.
+
+Driving `ssl.SSLObject` by hand over `loop.sock_recv`/`sock_sendall` keeps the hot path
+small (no transport/protocol layers) and lets the TLS layer tell an EOF from a reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from typing import Protocol
+
+RECV_SIZE = 65536
+
+
+class Stream(Protocol):
+    async def send(self, data: bytes) -> None: ...
+
+    async def recv(self) -> bytes:
+        """Next bytes, or b"" at end of stream."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class PlainStream:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._loop = asyncio.get_running_loop()
+
+    async def send(self, data: bytes) -> None:
+        await self._loop.sock_sendall(self.sock, data)
+
+    async def recv(self) -> bytes:
+        return await self._loop.sock_recv(self.sock, RECV_SIZE)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class TlsStream:
+    """A TLS client session over `sock`. Call `handshake()` first."""
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, server_name: str) -> None:
+        self.sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_name)
+
+    async def _flush(self) -> None:
+        pending = self._outgoing.read()
+        if pending:
+            await self._loop.sock_sendall(self.sock, pending)
+
+    async def _fill(self) -> None:
+        data = await self._loop.sock_recv(self.sock, RECV_SIZE)
+        if data:
+            self._incoming.write(data)
+        else:
+            self._incoming.write_eof()
+
+    async def handshake(self) -> None:
+        """Complete the handshake; raises EOFError if the peer closed mid-handshake."""
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await self._flush()
+                if self._incoming.eof:
+                    raise EOFError("connection closed during the TLS handshake") from None
+                await self._fill()
+            except ssl.SSLEOFError:
+                raise EOFError("connection closed during the TLS handshake") from None
+        await self._flush()
+
+    async def send(self, data: bytes) -> None:
+        self.obj.write(data)
+        await self._flush()
+
+    async def recv(self) -> bytes:
+        while True:
+            try:
+                return self.obj.read(RECV_SIZE)
+            except ssl.SSLWantReadError:
+                await self._flush()
+                if self._incoming.eof:
+                    return b""
+                await self._fill()
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
