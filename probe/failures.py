@@ -86,8 +86,8 @@ def classify(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLZeroReturnError | ssl.SSLEOFError):
         return EOF_ERROR
     if isinstance(exc, ssl.SSLError):
-        reason = (exc.reason or "").upper()
-        if "UNEXPECTED_EOF" in reason or ("EOF" in str(exc).upper() and "VIOLATION" in str(exc).upper()):
+        text = f"{getattr(exc, 'reason', '') or ''} {exc}".upper()
+        if "UNEXPECTED_EOF" in text or ("EOF" in text and "VIOLATION" in text):
             return EOF_ERROR
         return SSL_FAILED_HANDSHAKE
     if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):

@@ -79,6 +79,8 @@ async def _exchange(
             data = await stream.recv()
             if response.first_byte is None and data:
                 response.first_byte = clock.monotonic()
+            if not data and response.status is None:
+                raise EOFError("connection closed before the response")
             if not data and conn.their_state is h11.SEND_BODY and not _has_length(response):
                 # A body delimited by the close of the connection ends here.
                 response.complete = True

@@ -1,0 +1,78 @@
+"""Exception -> OONI failure string, as a table."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+
+import dns.exception
+import dns.resolver
+import h11
+import pytest
+
+from probe import failures
+from probe.failures import classify, classify_gai, classify_rcode, classify_verification
+
+
+def cert_error(code: int, message: str) -> ssl.SSLCertVerificationError:
+    exc = ssl.SSLCertVerificationError(1, message)
+    exc.verify_code = code
+    exc.verify_message = message
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), "connection_refused"),
+        (ConnectionResetError(errno.ECONNRESET, "reset"), "connection_reset"),
+        (BrokenPipeError(errno.EPIPE, "pipe"), "connection_reset"),
+        (TimeoutError(), "generic_timeout_error"),
+        (OSError(errno.ETIMEDOUT, "timed out"), "generic_timeout_error"),
+        (OSError(errno.EHOSTUNREACH, "no route"), "host_unreachable"),
+        (OSError(errno.ENETUNREACH, "unreachable"), "network_unreachable"),
+        (EOFError(), "eof_error"),
+        (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), "eof_error"),
+        (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), "ssl_failed_handshake"),
+        (cert_error(62, "Hostname mismatch, certificate is not valid for 'x'."), "ssl_invalid_hostname"),
+        (cert_error(20, "unable to get local issuer certificate"), "ssl_unknown_authority"),
+        (cert_error(19, "self-signed certificate in certificate chain"), "ssl_unknown_authority"),
+        (cert_error(10, "certificate has expired"), "ssl_invalid_certificate"),
+        (dns.resolver.NXDOMAIN(), "dns_nxdomain_error"),
+        (dns.resolver.NoAnswer(), "dns_no_answer"),
+        (dns.exception.Timeout(), "generic_timeout_error"),
+        (h11.RemoteProtocolError("bad"), "http_request_failed"),
+        (ValueError("something odd"), "unknown_failure: something odd"),
+    ],
+)
+def test_classify(exc: BaseException, expected: str) -> None:
+    assert classify(exc) == expected
+
+
+def test_every_named_failure_is_ooni_spelling() -> None:
+    for name in failures.KNOWN_FAILURES:
+        assert name.islower() and " " not in name
+
+
+@pytest.mark.parametrize(
+    ("rcode", "expected"),
+    [
+        ("NOERROR", None),
+        ("NXDOMAIN", "dns_nxdomain_error"),
+        ("SERVFAIL", "dns_servfail_error"),
+        ("REFUSED", "dns_refused_error"),
+    ],
+)
+def test_rcodes(rcode: str, expected: str | None) -> None:
+    assert classify_rcode(rcode) == expected
+
+
+def test_getaddrinfo_codes() -> None:
+    assert classify_gai(socket.EAI_NONAME) == "dns_nxdomain_error"
+    assert classify_gai(socket.EAI_AGAIN) == "generic_timeout_error"
+    assert classify_gai(socket.EAI_FAIL) == "dns_servfail_error"
+
+
+def test_verification_by_message_when_code_is_generic() -> None:
+    assert classify_verification(1, "IP address mismatch") == "ssl_invalid_hostname"
