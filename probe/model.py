@@ -136,7 +136,7 @@ class HttpObservation:
 
 @dataclass(frozen=True)
 class ThroughputObservation:
-    """A bulk download sampled as (seconds since its start, cumulative bytes)."""
+    """A bulk download sampled as (seconds since the request, cumulative bytes off the socket)."""
 
     url: str
     t0: float
@@ -148,7 +148,15 @@ class ThroughputObservation:
 
     @property
     def bps(self) -> float | None:
-        """Mean rate in bits per second over the download, or None if nothing was timed."""
+        """Rate in bits per second from the first byte's arrival to the last sample.
+
+        Starting at the first byte keeps the request's round trip out of the rate, so a
+        policer's flat rate reads as itself. None if too little was received to tell.
+        """
+        if len(self.samples) >= 2:
+            (t_first, b_first), (t_last, b_last) = self.samples[0], self.samples[-1]
+            if t_last > t_first and b_last > b_first:
+                return (b_last - b_first) * 8 / (t_last - t_first)
         duration = self.t - self.t0
         if self.bytes <= 0 or duration <= 0:
             return None

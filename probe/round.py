@@ -62,6 +62,9 @@ def judge(
             for name in sorted(control_targets)
             if name != m.target and (m.vantage, name) in by_pair
         ]
+        if not controls and m.target in control_targets:
+            # A lone control target is vouched for by whatever else the vantage reached.
+            controls = [o for o in measurements if o.vantage == m.vantage and o.target != m.target]
         reference = None
         if m.vantage not in control_vantages:
             reference = next(

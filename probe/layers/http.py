@@ -194,32 +194,43 @@ async def download(
     sample_interval: float,
     clock: Clock,
 ) -> Download:
-    """Stream a bulk object; stop at `max_bytes` or `max_seconds` (not a failure).
+    """Stream a bulk object; stop at `max_bytes` of body or `max_seconds` (not a failure).
 
-    Samples are (seconds since the request, cumulative body bytes).
+    Samples are (seconds since the request, cumulative bytes read from the socket), taken at
+    most every `sample_interval` seconds; the first is the first byte's arrival.
     """
     start = clock.monotonic()
     response = _Response()
     samples: list[tuple[float, int]] = []
-    last = 0.0
+    received = 0
+    last = -sample_interval
 
-    def count(data: bytes) -> bool:
-        nonlocal last
+    def tick(n: int) -> None:
+        # Raw socket bytes: a throttled TLS stream trickles in far smaller pieces than a record.
+        nonlocal received, last
+        received += n
         now = clock.monotonic() - start
-        if now - last >= sample_interval:
-            samples.append((round(now, 4), response.body_bytes))
+        if n and (not samples or now - last >= sample_interval):
+            samples.append((round(now, 4), received))
             last = now
+
+    def more(data: bytes) -> bool:
         return response.body_bytes < max_bytes
 
+    stream.on_receive = tick
     failure: str | None = None
     try:
         async with asyncio.timeout(max_seconds):
-            await _exchange(stream, url, user_agent, clock, count, response)
+            await _exchange(stream, url, user_agent, clock, more, response)
     except TimeoutError:
         pass  # our own cap: the samples so far are the measurement
     except Exception as exc:
         failure = _failure(exc, response)
-    samples.append((round(clock.monotonic() - start, 4), response.body_bytes))
+    finally:
+        stream.on_receive = None
+    final = (round(clock.monotonic() - start, 4), received)
+    if received and (not samples or samples[-1][1] != received):
+        samples.append(final)
     if response.status is not None and response.status >= 400 and failure is None:
         failure = failures.HTTP_REQUEST_FAILED
-    return Download(response.status, response.body_bytes, samples, response.complete, failure)
+    return Download(response.status, received, samples, response.complete, failure)

@@ -10,12 +10,17 @@ import asyncio
 import contextlib
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Protocol
 
 RECV_SIZE = 65536
 
 
 class Stream(Protocol):
+    # Called with the number of raw bytes each socket read returned (ciphertext for TLS), so
+    # the throughput check samples what crossed the network, not whole decrypted records.
+    on_receive: Callable[[int], None] | None
+
     async def send(self, data: bytes) -> None: ...
 
     async def recv(self) -> bytes:
@@ -29,12 +34,16 @@ class PlainStream:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._loop = asyncio.get_running_loop()
+        self.on_receive: Callable[[int], None] | None = None
 
     async def send(self, data: bytes) -> None:
         await self._loop.sock_sendall(self.sock, data)
 
     async def recv(self) -> bytes:
-        return await self._loop.sock_recv(self.sock, RECV_SIZE)
+        data = await self._loop.sock_recv(self.sock, RECV_SIZE)
+        if self.on_receive is not None:
+            self.on_receive(len(data))
+        return data
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -50,6 +59,7 @@ class TlsStream:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self.obj = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_name)
+        self.on_receive: Callable[[int], None] | None = None
 
     async def _flush(self) -> None:
         pending = self._outgoing.read()
@@ -58,6 +68,8 @@ class TlsStream:
 
     async def _fill(self) -> None:
         data = await self._loop.sock_recv(self.sock, RECV_SIZE)
+        if self.on_receive is not None:
+            self.on_receive(len(data))
         if data:
             self._incoming.write(data)
         else:
