@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -60,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="pin the lab's clock to this time (ISO 8601 with offset), so a scenario's windows apply now",
     )
+    serve.add_argument(
+        "--ephemeral", action="store_true", help="free ports instead of the scenario's (no root needed)"
+    )
     return parser
 
 
@@ -91,7 +95,12 @@ async def _run_forever(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("event=start vantages=%d targets=%d interval=%s", len(config.vantages), len(config.targets), config.interval)
+    log.info(
+        "event=start vantages=%d targets=%d interval=%s",
+        len(config.vantages),
+        len(config.targets),
+        config.interval,
+    )
     while not stop.is_set():
         results = await run_round(config)
         sys.stdout.write(to_json_lines(results))
@@ -103,10 +112,8 @@ async def _run_forever(config: Config) -> None:
                 r.measurement.target,
                 r.analysis.verdict,
             )
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=config.interval)
-        except TimeoutError:
-            pass
     log.info("event=stop")
 
 
@@ -117,12 +124,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from probe.lab.serve import serve
+    from probe.lab.lab import serve
+    from probe.lab.scenario import ScenarioError
 
     try:
-        _run_async(serve(args.scenario, args.state_dir, args.at))
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):
+            _run_async(serve(args.scenario, args.state_dir, args.at, ephemeral=args.ephemeral))
+    except ScenarioError as exc:
+        print(f"curfew: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 

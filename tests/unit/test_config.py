@@ -92,7 +92,7 @@ def test_missing_sections_and_bad_yaml(tmp_path: Path) -> None:
 
 def test_ca_bundle_must_exist(tmp_path: Path) -> None:
     data = dict(MINIMAL, tls={"ca_bundle": str(tmp_path / "nope.pem")})
-    with pytest.raises(ConfigError, match="tls.ca_bundle: file not found"):
+    with pytest.raises(ConfigError, match=r"tls\.ca_bundle: file not found"):
         parse_config(data, "x.yaml")
 
 
