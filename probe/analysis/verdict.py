@@ -167,12 +167,22 @@ def analyze(
             dns_consistency=dns.consistency,
         )
 
-    # 3. Lying DNS explains whatever happens next (a loopback answer gives connection_refused).
+    # 3. An intercepting chain is interception whatever DNS said: a tampered answer that leads
+    #    to a rogue certificate is how the interceptor got in the path (geo-DNS answers that
+    #    could not be vouched for would otherwise hide the July 2019 interception).
+    #    Only a chain minted for the name by an unknown authority: a blockpage server's
+    #    certificate for another name (ssl_invalid_hostname) is DNS tampering.
+    if op == "tls_handshake" and dns.consistency == "inconsistent" and failure == "ssl_unknown_authority":
+        mitm = _tls_mitm(m, op, failure, control_vantage, dns)
+        if mitm is not None:
+            return mitm
+
+    # 4. Lying DNS explains whatever happens next (a loopback answer gives connection_refused).
     if dns.consistency == "inconsistent" and _dns_explains_outcome(m, op, dns, control_vantage, fps):
         return _dns_tampering(m, dns, fps)
 
     if op is not None:
-        # 4. A failure we cannot pin on the target at this vantage.
+        # 5. A failure we cannot pin on the target at this vantage.
         if cv_op is not None:
             return Analysis(
                 "inconclusive",
@@ -194,16 +204,16 @@ def analyze(
                 "a vantage problem from a block",
                 dns_consistency=dns.consistency,
             )
-        # 5. Step 1 returned when every control failed, so one succeeded: the vantage works
+        # 6. Step 1 returned when every control failed, so one succeeded: the vantage works
         #    and the failing step is the block.
         return _step_block(m, op, failure, dns)
 
-    # 6. The target answered: is the answer the real one?
+    # 7. The target answered: is the answer the real one?
     http_block, http_diff = _http_block(m, control_vantage, fps, dns)
     if http_block is not None:
         return http_block
 
-    # 7. Throttling: slow only for the target, compared with controls at the same moment.
+    # 8. Throttling: slow only for the target, compared with controls at the same moment.
     return _throughput(m, controls, baseline_bps, dns, http_diff)
 
 

@@ -517,3 +517,15 @@ def test_plain_http_disjoint_answers_serving_another_page_is_dns_blocked() -> No
     cv = at_control_vantage(**NEWS, answers=NEWS_IP)
     result = analyze(m, controls=[control()], control_vantage=cv)
     assert (result.verdict, result.operation, result.failure) == ("dns_blocked", "dns", None)
+
+
+def test_interception_on_an_unvouched_geo_address_is_still_mitm() -> None:
+    # Geo-DNS gave this vantage its own CDN node, and the interceptor sat in front of it:
+    # the answers cannot be vouched for, but a rogue chain for the name is interception.
+    m = measurement(answers=("198.51.100.23",), tls_valid=False, validation_failure="ssl_unknown_authority")
+    result = analyze(m, controls=[control()], control_vantage=at_control_vantage())
+    assert (result.verdict, result.operation, result.failure) == (
+        "tls_mitm",
+        "tls_handshake",
+        "ssl_unknown_authority",
+    )
