@@ -1,0 +1,124 @@
+"""`curfew lab serve` + `curfew probe --once --json` on the shipped Kazakhstan scenario, as a
+user runs them (README): separate processes, the scenario's clock pinned to a moment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SCENARIO = Path(__file__).parents[2] / "probe" / "lab" / "scenarios" / "kazakhstan-2019.yaml"
+CURFEW = [sys.executable, "-m", "probe.cli"]
+
+
+@pytest.fixture
+def lab_at(tmp_path: Path) -> Iterator[object]:
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(moment: str) -> Path:
+        state = tmp_path / moment.replace(":", "")
+        proc = subprocess.Popen(
+            [
+                *CURFEW,
+                "lab",
+                "serve",
+                "--scenario",
+                str(SCENARIO),
+                "--ephemeral",
+                "--at",
+                moment,
+                "--state-dir",
+                str(state),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        processes.append(proc)
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if "config written to" in line:
+                return state / "curfew.yaml"
+            if not line and proc.poll() is not None:
+                break
+        raise AssertionError(f"lab did not start: {line!r}")
+
+    yield start
+    for proc in processes:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def probe_once(config: Path) -> dict[tuple[str, str], dict[str, object]]:
+    out = subprocess.run(
+        [*CURFEW, "probe", "--config", str(config), "--once", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    return {(r["vantage"], r["target"]): r for r in records}
+
+
+def verdicts(records: dict[tuple[str, str], dict[str, object]], vantage: str) -> dict[str, object]:
+    return {target: r["verdict"] for (v, target), r in records.items() if v == vantage}
+
+
+def test_an_evening_in_may_2019(lab_at) -> None:  # type: ignore[no-untyped-def]
+    records = probe_once(lab_at("2019-05-20T20:30:00+06:00"))
+    assert set(verdicts(records, "control").values()) == {"ok"}
+    almaty = records[("kz-almaty", "facebook")]
+    assert (almaty["verdict"], almaty["operation"], almaty["failure"]) == (
+        "tls_blocked",
+        "tls_handshake",
+        "connection_reset",
+    )
+    mobile = records[("kz-mobile", "youtube")]
+    assert mobile["verdict"] == "throttled" and mobile["operation"] == "throughput"
+    assert isinstance(mobile["throughput_bps"], int) and 100_000 < mobile["throughput_bps"] < 200_000
+    astana = records[("kz-astana", "facebook")]
+    assert (astana["verdict"], astana["failure"]) == ("dns_blocked", "dns_nxdomain_error")
+    for vantage in ("kz-almaty", "kz-astana", "kz-mobile"):
+        assert records[(vantage, "wikipedia")]["verdict"] == "ok"
+    for record in records.values():
+        assert {
+            "vantage",
+            "target",
+            "verdict",
+            "failure",
+            "operation",
+            "tls_issuer",
+            "throughput_bps",
+            "observations",
+        } <= set(record)
+
+
+def test_the_july_2019_interception(lab_at) -> None:  # type: ignore[no-untyped-def]
+    records = probe_once(lab_at("2019-07-25T12:00:00+06:00"))
+    for vantage in ("kz-almaty", "kz-astana"):
+        for target in ("facebook", "youtube"):
+            record = records[(vantage, target)]
+            assert (record["verdict"], record["failure"]) == ("tls_mitm", "ssl_unknown_authority"), (
+                vantage,
+                target,
+            )
+            assert record["tls_issuer"] == "C=KZ, CN=Security Certificate"
+    assert records[("control", "facebook")]["tls_issuer"] == "CN=curfew lab root CA"
+
+
+def test_election_day_shutdown(lab_at) -> None:  # type: ignore[no-untyped-def]
+    records = probe_once(lab_at("2019-06-09T11:30:00+06:00"))
+    for vantage in ("kz-almaty", "kz-astana", "kz-mobile"):
+        assert set(verdicts(records, vantage).values()) == {"vantage_down"}, vantage
+    assert set(verdicts(records, "control").values()) == {"ok"}
