@@ -84,3 +84,7 @@ async def splice(
                 await task
         for _, writer in (client, server):
             writer.close()
+        for _, writer in (client, server):
+            # Let TLS close_notify and the transport teardown finish before returning.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
