@@ -69,7 +69,7 @@ def failing_step(m: Measurement) -> tuple[Operation | None, str | None]:
     if m.dns is not None:
         if m.dns.failure is not None:
             return "dns", m.dns.failure
-        if not m.dns.answers:
+        if not m.dns.answers and m.dns.engine != "proxy":  # through a proxy, DNS is the proxy's
             return "dns", F.DNS_NO_ANSWER
     if m.tcp and all(obs.failure is not None for obs in m.tcp):
         return "tcp_connect", m.tcp[0].failure

@@ -91,8 +91,8 @@ class LabProxy:
                 await self._socks5(reader, writer)
             else:
                 await self._connect(first, reader, writer)
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, asyncio.CancelledError):
+            pass  # the client or the lab went away
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
@@ -124,9 +124,11 @@ class LabProxy:
             return
         writer.write(b"\x05\x00\x00\x01" + bytes(6))
         await writer.drain()
-        await splice(reader, writer, *upstream)
+        await splice((reader, writer), upstream)
 
-    async def _connect(self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _connect(
+        self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         head = first + await reader.readuntil(b"\r\n\r\n")
         method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
         if method != "CONNECT":
@@ -140,4 +142,4 @@ class LabProxy:
             return
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await writer.drain()
-        await splice(reader, writer, *upstream)
+        await splice((reader, writer), upstream)
