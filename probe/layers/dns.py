@@ -7,11 +7,15 @@ network failure.
 from __future__ import annotations
 
 import asyncio
+import copy
+import secrets
 import socket
+from functools import lru_cache
 
 import dns.asyncquery
 import dns.exception
 import dns.message
+import dns.query
 import dns.rcode
 import dns.rdatatype
 
@@ -90,16 +94,62 @@ async def _dnspython(name: str, net: VantageNetwork, timeout: float) -> tuple[tu
 async def _query(
     name: str, rdtype: dns.rdatatype.RdataType, net: VantageNetwork, timeout: float
 ) -> dns.message.Message:
-    query = dns.message.make_query(name, rdtype)
     if net.resolver_kind == "doh":
         return await dns.asyncquery.https(
-            query, str(net.resolver_host), timeout=timeout, source=net.source_address
+            dns.message.make_query(name, rdtype),
+            str(net.resolver_host),
+            timeout=timeout,
+            source=net.source_address,
         )
-    reply, _ = await dns.asyncquery.udp_with_fallback(
-        query,
-        str(net.resolver_host),
-        timeout=timeout,
-        port=net.resolver_port or 53,
-        source=net.source_address,
-    )
+    query, wire = _fresh_query(name, rdtype)
+    try:
+        return await _udp(query, wire, net)
+    except dns.message.Truncated:
+        return await dns.asyncquery.tcp(
+            query,
+            str(net.resolver_host),
+            timeout=timeout,
+            port=net.resolver_port or 53,
+            source=net.source_address,
+        )
+
+
+@lru_cache(maxsize=1024)
+def _template(name: str, rdtype: dns.rdatatype.RdataType) -> tuple[dns.message.Message, bytes]:
+    query = dns.message.make_query(name, rdtype)
+    return query, query.to_wire()
+
+
+def _fresh_query(name: str, rdtype: dns.rdatatype.RdataType) -> tuple[dns.message.Message, bytes]:
+    """The query for (name, type) with a new random ID, as a message and on the wire.
+
+    Building and rendering a query with dnspython costs more than the rest of the DNS
+    step, and only the ID changes from one probe to the next, so the wire form is built
+    once per name and the ID patched in.
+    """
+    template, wire = _template(name, rdtype)
+    query = copy.copy(template)  # shares the (never mutated) sections
+    query.id = secrets.randbits(16)
+    return query, query.id.to_bytes(2, "big") + wire[2:]
+
+
+async def _udp(query: dns.message.Message, wire: bytes, net: VantageNetwork) -> dns.message.Message:
+    """What dnspython's `udp_with_fallback` does over UDP, on a connected socket.
+
+    Raises `dns.message.Truncated` (the caller retries over TCP), `dns.query.BadResponse`
+    for a reply to some other question, `OSError` or a parse error.
+    """
+    host = str(net.resolver_host)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    loop = asyncio.get_running_loop()
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        if net.source_address is not None:
+            sock.bind((net.source_address, 0))
+        sock.connect((host, net.resolver_port or 53))  # replies from elsewhere never reach us
+        await loop.sock_sendall(sock, wire)
+        data = await loop.sock_recv(sock, 65535)
+    reply = dns.message.from_wire(data, raise_on_truncation=True)
+    if not query.is_response(reply):
+        raise dns.query.BadResponse
     return reply
