@@ -7,13 +7,23 @@ import datetime as dt
 import socket
 import ssl
 import time
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from probe.lab import BLOCKPAGE_FINGERPRINT, Lab
-from tests.lab.conftest import CENSORED, CONTROL, CUTOFF, NEIGHBOUR, connect, get, unverified_context
+from probe.lab import BLOCKPAGE_FINGERPRINT, Lab, Scenario, bpf
+from tests.lab.conftest import (
+    CENSORED,
+    CONTROL,
+    CUTOFF,
+    JAN_2019,
+    NEIGHBOUR,
+    connect,
+    get,
+    unverified_context,
+)
 
 
 def title_of(response: bytes) -> str:
@@ -97,8 +107,7 @@ async def test_tcp_drop_times_out_the_connect_in_the_kernel(lab: Lab) -> None:
 
 def test_bpf_filter_drops_syn_on_loopback() -> None:
     """The kernel, not the lab, drops the SYN: no accept() ever runs in this test."""
-    from probe.lab.bpf import attach_drop_filter
-
+    attach_drop_filter = bpf.attach_drop_filter
     with socket.create_server(("127.0.3.99", 0)) as listener:
         port = listener.getsockname()[1]
         attach_drop_filter(listener, [CENSORED])
@@ -160,3 +169,19 @@ async def test_clock_change_reattaches_the_syn_filter(lab: Lab) -> None:
         await connect(lab, "may9", CENSORED, tls=False, timeout=0.5)
     lab.clear_time()  # back to the fixture's clock, January 2019: the filter comes off
     assert title_of(await get(lab, "may9", CENSORED)) == "May9"
+
+
+async def test_tcp_drop_falls_back_to_silence_without_bpf(
+    scenario: Scenario, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(sock: socket.socket, addresses: object) -> None:
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(bpf, "attach_drop_filter", refuse)
+    async with Lab(scenario, tmp_path, clock=lambda: JAN_2019) as lab:
+        assert not lab.filters_work()
+        reader, writer = await connect(lab, "drop", CENSORED, tls=False)  # accepted...
+        writer.write(b"\x16\x03\x01")
+        with pytest.raises(TimeoutError):  # ...and never answered
+            await asyncio.wait_for(reader.read(1), 0.5)
+        writer.close()
