@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import h11
@@ -41,6 +42,23 @@ def request_target(url: str) -> tuple[str, str]:
     return parts.netloc.rpartition("@")[2], path
 
 
+@lru_cache(maxsize=1024)
+def _request(url: str, user_agent: str) -> h11.Request:
+    """The GET for `url`; built (and validated by h11) once per URL, as a probe repeats it."""
+    host, target = request_target(url)
+    return h11.Request(
+        method="GET",
+        target=target,
+        headers=[
+            ("Host", host),
+            ("User-Agent", user_agent),
+            ("Accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+            ("Accept-Language", "en-US,en;q=0.5"),
+            ("Connection", "close"),
+        ],
+    )
+
+
 @dataclass
 class _Response:
     status: int | None = None
@@ -59,19 +77,8 @@ async def _exchange(
     response: _Response,
 ) -> None:
     """Send a GET for `url` and feed body bytes to `on_data` until it returns False or the body ends."""
-    host, target = request_target(url)
     conn = h11.Connection(h11.CLIENT)
-    request = h11.Request(
-        method="GET",
-        target=target,
-        headers=[
-            ("Host", host),
-            ("User-Agent", user_agent),
-            ("Accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
-            ("Accept-Language", "en-US,en;q=0.5"),
-            ("Connection", "close"),
-        ],
-    )
+    request = _request(url, user_agent)
     await stream.send(conn.send(request) + conn.send(h11.EndOfMessage()))
     while True:
         event = conn.next_event()
