@@ -109,16 +109,29 @@ def peer_chain(obj: ssl.SSLObject) -> tuple[Certificate, ...]:
     return tuple(_describe(cert) for cert in raw)
 
 
+# Certificates already described, by DER: a target serves the same chain probe after probe,
+# so decoding it (get_info, names, hash) is done once. Cleared when full.
+_DESCRIBED: dict[bytes, Certificate] = {}
+_DESCRIBED_MAX = 4096
+
+
 def _describe(cert: Any) -> Certificate:
-    info: dict[str, Any] = cert.get_info()
     der: bytes = cert.public_bytes(_ssl.ENCODING_DER)
-    return Certificate(
+    known = _DESCRIBED.get(der)
+    if known is not None:
+        return known
+    info: dict[str, Any] = cert.get_info()
+    described = Certificate(
         subject=format_name(info.get("subject", ())),
         issuer=format_name(info.get("issuer", ())),
         sha256=hashlib.sha256(der).hexdigest(),
         not_before=info.get("notBefore"),
         not_after=info.get("notAfter"),
     )
+    if len(_DESCRIBED) >= _DESCRIBED_MAX:
+        _DESCRIBED.clear()
+    _DESCRIBED[der] = described
+    return described
 
 
 def _from_der(der: bytes) -> Certificate:
