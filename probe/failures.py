@@ -98,6 +98,10 @@ def classify(exc: BaseException) -> str:
         return EOF_ERROR
     if isinstance(exc, OSError) and exc.errno in _ERRNO:
         return _ERRNO[exc.errno]
+    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        return classify(exc.exceptions[0])
+    if isinstance(exc, OSError) and exc.errno is None and exc.__cause__ is not None:
+        return classify(exc.__cause__)  # anyio: "All connection attempts failed" from the real ones
     name = type(exc).__name__
     module = type(exc).__module__
     if module.startswith("dns."):
@@ -106,6 +110,14 @@ def classify(exc: BaseException) -> str:
         return HTTP_REQUEST_FAILED
     if module.startswith("python_socks"):
         return classify_proxy(str(exc))
+    if module.startswith(("httpx", "httpcore")):
+        if "Timeout" in name:
+            return GENERIC_TIMEOUT
+        # httpx wraps the socket or ssl error that really happened: classify that one.
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and cause is not exc:
+            return classify(cause)
+        return unknown(exc)
     return unknown(exc)
 
 

@@ -26,6 +26,7 @@ class VantageNetwork:
     resolver_host: str | None  # IP for udp, URL for doh
     resolver_port: int | None
     proxy: str | None
+    ca_bundle: str | None  # the trust store for DoH (httpx verifies with it)
     validating: ssl.SSLContext = field(compare=False, repr=False)
     permissive: ssl.SSLContext = field(compare=False, repr=False)
 
@@ -91,6 +92,7 @@ def vantage_network(vantage: Vantage, config: Config) -> VantageNetwork:
         resolver_host=host,
         resolver_port=port,
         proxy=vantage.proxy,
+        ca_bundle=str(config.tls.ca_bundle) if config.tls.ca_bundle else None,
         validating=validating,
         permissive=permissive,
     )

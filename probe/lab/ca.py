@@ -11,6 +11,7 @@ Keys are ECDSA P-256 so handshakes stay cheap.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,14 @@ def _name(common_name: str, country: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
+def _alt_name(host: str) -> x509.GeneralName:
+    """An IP address SAN for an address (a DoH server at 127.0.0.1), else a DNS name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
 def _issue(
     subject: x509.Name,
     issuer: Issued | None,
@@ -88,7 +97,7 @@ def _issue(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
         )
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False
+            x509.SubjectAlternativeName([_alt_name(h) for h in hosts]), critical=False
         )
     return Issued(builder.sign(signer_key, hashes.SHA256()), key)
 

@@ -25,6 +25,7 @@ import yaml
 from probe.lab.ca import LabCA, RogueChain
 from probe.lab.censor import Front
 from probe.lab.dns_server import DnsServer
+from probe.lab.doh import DohServer
 from probe.lab.origin import Origin
 from probe.lab.rules import Policy
 from probe.lab.scenario import Scenario, TargetSpec, load_scenario
@@ -68,6 +69,7 @@ class Lab:
         self._refresh_interval = refresh_interval
         self._ca: LabCA | None = None
         self._dns: DnsServer | None = None
+        self._doh: DohServer | None = None
         self._origins: dict[str, Origin] = {}
         self._fronts: dict[str, Front] = {}
         self._refresher: asyncio.Task[None] | None = None
@@ -90,6 +92,10 @@ class Lab:
             host, port = self.scenario.dns.host_port
             self._dns = DnsServer(self.policy, self.now, host, port)
             await self._dns.start()
+            # DNS over HTTPS beside the plain server, with the same answers and rules.
+            doh_context = self._ca.server_context("doh", (host,))
+            self._doh = DohServer(self.policy, self.now, host, doh_context)
+            await self._doh.start()
             for target in self.scenario.targets:
                 if target.down:
                     continue
@@ -117,6 +123,9 @@ class Lab:
             await front.close()
         for origin in self._origins.values():
             await origin.close()
+        if self._doh is not None:
+            await self._doh.close()
+            self._doh = None
         if self._dns is not None:
             await self._dns.close()
         self._fronts.clear()
@@ -156,6 +165,13 @@ class Lab:
         if self._dns is None:
             raise RuntimeError("the lab is not running")
         return self._dns.host, self._dns.port
+
+    @property
+    def doh_url(self) -> str:
+        """The lab's DNS-over-HTTPS endpoint (a vantage's `resolver: https://...`)."""
+        if self._doh is None:
+            raise RuntimeError("the lab is not running")
+        return self._doh.url
 
     @property
     def ca_pem_path(self) -> Path:

@@ -18,11 +18,14 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+import httpx
 
 from probe import failures
 from probe.clock import Clock
 from probe.model import DnsObservation
 from probe.vantage import VantageNetwork
+
+DOH_TYPE = "application/dns-message"
 
 
 async def resolve(
@@ -95,12 +98,7 @@ async def _query(
     name: str, rdtype: dns.rdatatype.RdataType, net: VantageNetwork, timeout: float
 ) -> dns.message.Message:
     if net.resolver_kind == "doh":
-        return await dns.asyncquery.https(
-            dns.message.make_query(name, rdtype),
-            str(net.resolver_host),
-            timeout=timeout,
-            source=net.source_address,
-        )
+        return await _doh(dns.message.make_query(name, rdtype), net, timeout)
     query, wire = _fresh_query(name, rdtype)
     try:
         return await _udp(query, wire, net)
@@ -153,3 +151,22 @@ async def _udp(query: dns.message.Message, wire: bytes, net: VantageNetwork) -> 
     if not query.is_response(reply):
         raise dns.query.BadResponse
     return reply
+
+
+async def _doh(query: dns.message.Message, net: VantageNetwork, timeout: float) -> dns.message.Message:
+    """RFC 8484 POST with httpx, bound to the vantage's source address, verified against its trust store."""
+    query.id = 0  # RFC 8484 4.1: cache-friendly
+    transport = httpx.AsyncHTTPTransport(local_address=net.source_address, verify=net.validating, retries=0)
+    async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+        response = await client.post(
+            str(net.resolver_host),
+            content=query.to_wire(),
+            headers={"Content-Type": DOH_TYPE, "Accept": DOH_TYPE},
+        )
+    if response.status_code != 200:
+        raise DohError(f"DoH server answered HTTP {response.status_code}")
+    return dns.message.from_wire(response.content)
+
+
+class DohError(Exception):
+    """A DoH server that answered, but not with a DNS message."""

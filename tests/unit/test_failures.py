@@ -76,3 +76,14 @@ def test_getaddrinfo_codes() -> None:
 
 def test_verification_by_message_when_code_is_generic() -> None:
     assert classify_verification(1, "IP address mismatch") == "ssl_invalid_hostname"
+
+
+def test_wrapped_errors_are_classified_by_their_cause() -> None:
+    import httpx
+
+    inner = OSError("All connection attempts failed")
+    inner.__cause__ = BaseExceptionGroup("attempts", [ConnectionRefusedError(errno.ECONNREFUSED, "refused")])
+    outer = httpx.ConnectError("All connection attempts failed")
+    outer.__cause__ = inner
+    assert classify(outer) == "connection_refused"
+    assert classify(httpx.ReadTimeout("slow")) == "generic_timeout_error"
