@@ -60,8 +60,10 @@ class TlsStream:
         self._outgoing = ssl.MemoryBIO()
         self.obj = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_name)
         self.on_receive: Callable[[int], None] | None = None
+        self._finish_unsent = False
 
     async def _flush(self) -> None:
+        self._finish_unsent = False
         pending = self._outgoing.read()
         if pending:
             await self._loop.sock_sendall(self.sock, pending)
@@ -88,7 +90,9 @@ class TlsStream:
                 await self._fill()
             except ssl.SSLEOFError:
                 raise EOFError("connection closed during the TLS handshake") from None
-        await self._flush()
+        # The client's last handshake flight (its Finished, in TLS 1.3) stays buffered and
+        # goes out with the request: one send instead of two. `close` sends it otherwise.
+        self._finish_unsent = True
 
     async def send(self, data: bytes) -> None:
         self.obj.write(data)
@@ -107,5 +111,8 @@ class TlsStream:
                 return b""
 
     def close(self) -> None:
+        if self._finish_unsent:  # only a completed handshake's flight, never a failure's alert
+            with contextlib.suppress(OSError):
+                self.sock.send(self._outgoing.read())  # a few bytes on an idle socket: never blocks
         with contextlib.suppress(OSError):
             self.sock.close()
