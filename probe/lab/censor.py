@@ -238,7 +238,8 @@ class Front:
             finally:
                 writer.close()
         else:
-            rate = rule.rate_bps if action == "throttle" and rule is not None else None
+            throttled = action in ("throttle", "congestion") and rule is not None
+            rate = rule.rate_bps if throttled and rule is not None else None
             client = await accepted_streams(sock)
             await self._relay(client, None, None, rate)
 

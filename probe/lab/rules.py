@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from probe.lab.scenario import Rule, Scenario, TargetSpec, VantageSpec, name_matches
+from probe.lab.scenario import REACHES_CONTROLS, Rule, Scenario, TargetSpec, VantageSpec, name_matches
 from probe.lab.timewindow import ALWAYS, Window
 
 
@@ -77,8 +77,8 @@ class Policy:
 
 def _selects(rule: Rule, target: TargetSpec | None, name: str | None) -> bool:
     if rule.targets is None and rule.names is None:
-        return target is None or not target.control or rule.action == "blackhole"
-    if target is not None and target.control and rule.action != "blackhole":
+        return target is None or not target.control or rule.action in REACHES_CONTROLS
+    if target is not None and target.control and rule.action not in REACHES_CONTROLS:
         return False
     if rule.targets is not None and target is not None and target.name in rule.targets:
         return True

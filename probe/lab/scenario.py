@@ -40,8 +40,11 @@ Action = Literal[
     "http_blockpage",
     "http_redirect",
     "throttle",
+    "congestion",
     "blackhole",
 ]
+# Network conditions rather than censorship: they reach control targets too.
+REACHES_CONTROLS: frozenset[str] = frozenset({"blackhole", "congestion"})
 DNS_ACTIONS: frozenset[str] = frozenset(
     {"dns_nxdomain", "dns_servfail", "dns_refused", "dns_bogus", "dns_timeout", "blackhole"}
 )
@@ -227,7 +230,7 @@ class Rule(_Model):
     when: When | None = None
     """Omitted = always."""
     rate_bps: Annotated[int, Field(gt=0)] | None = None
-    """throttle: server-to-client rate in bits per second."""
+    """throttle / congestion: server-to-client rate in bits per second."""
     address: str | None = None
     """dns_bogus: the address to answer with (default 127.0.0.1)."""
     location: str | None = None
@@ -244,8 +247,8 @@ class Rule(_Model):
 
     @model_validator(mode="after")
     def _parameters(self) -> Rule:
-        if self.action == "throttle" and self.rate_bps is None:
-            raise ValueError("throttle needs rate_bps")
+        if self.action in ("throttle", "congestion") and self.rate_bps is None:
+            raise ValueError(f"{self.action} needs rate_bps")
         if self.location is not None and not urlsplit(self.location).hostname:
             raise ValueError("location must be an absolute http:// URL")
         return self
@@ -299,8 +302,10 @@ class Scenario(_Model):
             for name in rule.targets or ():
                 if name not in targets:
                     raise ValueError(f"{where}: unknown target {name!r}")
-                if targets[name].control and rule.action != "blackhole":
-                    raise ValueError(f"{where}: {name!r} is a control target; only blackhole reaches it")
+                if targets[name].control and rule.action not in REACHES_CONTROLS:
+                    raise ValueError(
+                        f"{where}: {name!r} is a control target; only blackhole and congestion reach it"
+                    )
             if rule.action == "http_redirect":
                 host = urlsplit(rule.redirect_location).hostname or ""
                 if self.target_for_host(host) is None:

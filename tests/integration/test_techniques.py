@@ -149,6 +149,22 @@ async def test_target_down_everywhere_is_not_censorship(tmp_path: Path) -> None:
     assert summary(results[(CENSORED, "gone")]) == ("target_down", "tcp_connect", "connection_refused")
 
 
+async def test_congestion_that_slows_the_control_too_is_not_throttling(tmp_path: Path) -> None:
+    slow_both = {
+        "action": "congestion",
+        "rate_bps": 400_000,
+        "vantages": [CENSORED],
+        "targets": ["site", "wiki"],
+    }
+    # Evening congestion slows everything at the vantage, the control target included.
+    results = await probe_lab(tmp_path, scenario([slow_both]))
+    site = results[(CENSORED, "site")]
+    assert summary(site) == ("ok", None, None), site.analysis.reason
+    assert site.measurement.throughput is not None and site.measurement.throughput.bps is not None
+    assert site.measurement.throughput.bps < 600_000  # it really was slow
+    assert site.analysis.throughput_ratio is not None and site.analysis.throughput_ratio > 0.1
+
+
 async def test_geo_dns_answers_that_validate_over_tls_are_genuine(tmp_path: Path) -> None:
     geo_site = {
         "name": "cdn",

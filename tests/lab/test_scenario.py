@@ -183,3 +183,18 @@ def test_naive_from_is_read_in_the_scenario_zone() -> None:
 )
 def test_kazakhstan_2019_timeline(when: str, vantage: str, target: str, expected: str) -> None:
     assert decide(load_scenario("kazakhstan-2019"), when, vantage, target) == expected
+
+
+def test_only_network_conditions_reach_control_targets() -> None:
+    base = {
+        "name": "t",
+        "vantages": [{"name": "v", "address": "127.0.0.2"}],
+        "targets": [{"name": "wiki", "hosts": ["wiki.lab"], "address": "127.0.3.2", "control": True}],
+    }
+    congested = dict(base, rules=[{"action": "congestion", "rate_bps": 1000, "targets": ["wiki"]}])
+    assert parse_scenario(congested).rules[0].action == "congestion"
+    blocked = dict(base, rules=[{"action": "throttle", "rate_bps": 1000, "targets": ["wiki"]}])
+    with pytest.raises(ScenarioError, match=r"rules\[0\]: 'wiki' is a control target"):
+        parse_scenario(blocked)
+    with pytest.raises(ScenarioError, match="congestion needs rate_bps"):
+        parse_scenario(dict(base, rules=[{"action": "congestion", "targets": ["wiki"]}]))
