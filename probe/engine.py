@@ -157,7 +157,9 @@ async def measure(
     throughput: ThroughputObservation | None = None
     addresses = _addresses(host, dns_obs, net, settings.max_addresses)
     try:
-        if addresses:
+        if len(addresses) == 1:  # the common case: no task to wrap one coroutine
+            conns = [await _connect(addresses[0], port, scheme, host, net, settings, budget)]
+        elif addresses:
             conns = list(
                 await asyncio.gather(
                     *(_connect(a, port, scheme, host, net, settings, budget) for a in addresses)
