@@ -7,6 +7,7 @@ naming the file and the key path, e.g. ``curfew.yaml: vantages[0].resolver: ...`
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -133,12 +134,65 @@ class Target(_Model):
         return value
 
 
+class MetricsSettings(_Model):
+    listen: str = "127.0.0.1:9716"
+    """host:port of the Prometheus endpoint (/metrics); loopback by default."""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"expected host:port, got {value!r}")
+        ipaddress.ip_address(host.strip("[]"))
+        return value
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+def _default_data_dir() -> Path:
+    # systemd's StateDirectory= sets STATE_DIRECTORY; elsewhere ./data beside the config user.
+    return Path(os.environ.get("STATE_DIRECTORY", "data").split(":")[0])
+
+
 class Config(_Model):
     tls: TlsSettings = TlsSettings()
     probe: ProbeSettings = ProbeSettings()
     interval: Annotated[float, Field(ge=1)] = 300.0
     """Default seconds between probes of one (vantage, target)."""
     confirm_interval: Annotated[float, Field(ge=1)] = 30.0
+    """After a change of verdict, re-probe this often until the new state is confirmed."""
+    confirm_count: Annotated[int, Field(ge=1, le=100)] = 2
+    """How many times in a row a new state must be seen before it counts as confirmed."""
+    max_concurrency: Annotated[int, Field(ge=1, le=10000)] = 64
+    """Probes in flight at once, across every vantage."""
+    grace_period: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    """On SIGTERM: seconds to let in-flight probes finish before they are cancelled."""
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    """Where the embedded database and the spool live."""
+    database: str | None = None
+    """SQLAlchemy URL: sqlite:///path or postgresql://user:pass@host/db (default: SQLite in data_dir)."""
+    retention_days: Annotated[float, Field(ge=0)] = 0
+    """Delete measurements older than this many days; 0 keeps everything."""
+    metrics: MetricsSettings = MetricsSettings()
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme.split("+")[0] not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("expected sqlite:///path or postgresql://user:password@host/db")
+        return value
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite:///{self.data_dir / 'curfew.db'}"
+
     vantages: Annotated[list[Vantage], Field(min_length=1)]
     targets: Annotated[list[Target], Field(min_length=1)]
 

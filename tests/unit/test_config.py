@@ -72,6 +72,29 @@ def test_bad_values_name_the_key(
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("database", "mysql://u:secret@h/db", "database: expected sqlite:///path or postgresql://"),
+        ("metrics", {"listen": "localhost"}, "metrics.listen: expected host:port"),
+        ("confirm_count", 0, "confirm_count: Input should be greater than or equal to 1"),
+        ("retention_days", -1, "retention_days"),
+    ],
+)
+def test_daemon_settings_are_checked(key: str, value: object, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(dict(MINIMAL, **{key: value}), "x.yaml")
+    assert expected in str(info.value)
+    assert "secret" not in str(info.value)  # a database password never reaches a message
+
+
+def test_database_defaults_to_sqlite_in_the_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/curfew")
+    config = parse_config(MINIMAL)
+    assert config.database_url == "sqlite:////var/lib/curfew/curfew.db"
+    assert config.metrics.host_port == ("127.0.0.1", 9716)
+
+
 def test_duplicate_names_are_rejected() -> None:
     data = yaml.safe_load(yaml.safe_dump(MINIMAL))
     data["targets"].append(dict(data["targets"][0]))
