@@ -7,12 +7,16 @@ Times `t0`/`t` are seconds since the measurement started, read from a monotonic 
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 Operation = Literal["dns", "tcp_connect", "tls_handshake", "http_request", "throughput"]
 OPERATIONS: tuple[Operation, ...] = ("dns", "tcp_connect", "tls_handshake", "http_request", "throughput")
+
+Phase = Literal["dns", "tcp_connect", "tls_handshake", "http_first_byte", "http_total"]
+PHASES: tuple[Phase, ...] = ("dns", "tcp_connect", "tls_handshake", "http_first_byte", "http_total")
 
 Verdict = Literal[
     "ok",
@@ -180,6 +184,8 @@ class Measurement:
     proxy: str | None = None  # scheme://host:port of the proxy, credentials removed
     deadline_hit: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """Unique id (OONI's measurement_uid role): lets the store write each one exactly once."""
 
     @property
     def tls_issuer(self) -> str | None:
@@ -194,3 +200,27 @@ class Measurement:
         if self.throughput is not None:
             data["throughput"]["bps"] = self.throughput.bps
         return data
+
+
+def phase_durations(m: Measurement) -> dict[Phase, float]:
+    """Seconds spent in each phase that completed (the connection HTTP used, else the first).
+
+    >>> phase_durations(Measurement("v", "t", "u", datetime(2019, 1, 1), 0.0))
+    {}
+    """
+    out: dict[Phase, float] = {}
+    if m.dns is not None and m.dns.failure is None and m.dns.engine != "proxy":
+        out["dns"] = m.dns.t - m.dns.t0
+    address = m.http.address if m.http is not None else None
+    tcp = next((o for o in m.tcp if o.failure is None and o.address == address), None)
+    tcp = tcp or next((o for o in m.tcp if o.failure is None), None)
+    if tcp is not None:
+        out["tcp_connect"] = tcp.t - tcp.t0
+    tls = next((o for o in m.tls if o.failure is None and (address is None or o.address == address)), None)
+    if tls is not None:
+        out["tls_handshake"] = tls.t - tls.t0
+    if m.http is not None and m.http.failure is None:
+        if m.http.ttfb is not None:
+            out["http_first_byte"] = m.http.ttfb
+        out["http_total"] = m.http.t - m.http.t0
+    return out
