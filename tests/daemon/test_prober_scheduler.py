@@ -1,0 +1,177 @@
+"""Prober and Scheduler with a fake network: controls shared, adaptive re-probing, drain."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from probe.config import Config, parse_config
+from probe.daemon.prober import Prober
+from probe.daemon.scheduler import Scheduler
+from probe.model import DnsObservation, HttpObservation, Measurement, TcpObservation, TlsObservation
+from probe.round import Result
+
+
+def config(interval: float = 60, confirm_interval: float = 30, **extra: object) -> Config:
+    return parse_config(
+        {
+            "interval": interval,
+            "confirm_interval": confirm_interval,
+            "confirm_count": 2,
+            "vantages": [{"name": "kz"}, {"name": "ctl", "control": True}],
+            "targets": [
+                {"name": "fb", "url": "https://fb.lab/"},
+                {"name": "wiki", "url": "https://wiki.lab/", "control": True},
+            ],
+            **extra,
+        }
+    )
+
+
+def fake(vantage: str, target: str, blocked: bool) -> Measurement:
+    host = f"{target}.lab"
+    now = datetime.now(UTC)
+    if blocked:
+        dns = DnsObservation(host, "r", "udp", 0.0, 0.01, (), "dns_nxdomain_error")
+        return Measurement(vantage, target, f"https://{host}/", now, 0.01, dns=dns)
+    dns = DnsObservation(host, "r", "udp", 0.0, 0.01, ("127.0.9.1",))
+    tcp = (TcpObservation("127.0.9.1", 443, 0.01, 0.02),)
+    tls = (TlsObservation("127.0.9.1", 443, host, 0.02, 0.03, valid=True),)
+    http = HttpObservation(
+        f"https://{host}/", "127.0.9.1", 0.03, 0.04, status=200, title=target, body_length=100
+    )
+    return Measurement(vantage, target, f"https://{host}/", now, 0.04, dns=dns, tcp=tcp, tls=tls, http=http)
+
+
+class FakeNetwork:
+    def __init__(self) -> None:
+        self.blocked: set[tuple[str, str]] = set()
+        self.calls: list[tuple[str, str, float]] = []
+        self.delay = 0.0
+
+    async def __call__(self, vantage: str, target: str) -> Measurement:
+        self.calls.append((vantage, target, asyncio.get_running_loop().time()))
+        await asyncio.sleep(self.delay)
+        return fake(vantage, target, (vantage, target) in self.blocked)
+
+
+async def test_a_run_measures_the_pair_and_its_stale_controls_once() -> None:
+    net = FakeNetwork()
+    prober = Prober(config(), measure_fn=net)
+    first = await prober.run("kz", "fb")
+    assert [(r.measurement.vantage, r.measurement.target) for r in first] == [
+        ("kz", "fb"),
+        ("kz", "wiki"),
+        ("ctl", "fb"),
+    ]
+    assert first[0].analysis.verdict == "ok"
+    second = await prober.run("kz", "fb")  # controls are fresh: shared, not re-probed or re-stored
+    assert [(r.measurement.vantage, r.measurement.target) for r in second] == [("kz", "fb")]
+    assert len(net.calls) == 4
+
+
+async def test_blocking_at_the_vantage_only_is_judged_against_its_controls() -> None:
+    net = FakeNetwork()
+    net.blocked.add(("kz", "fb"))
+    prober = Prober(config(), measure_fn=net)
+    results = await prober.run("kz", "fb")
+    assert (results[0].analysis.verdict, results[0].analysis.failure) == ("dns_blocked", "dns_nxdomain_error")
+
+
+async def test_concurrent_runs_share_one_control_probe() -> None:
+    net = FakeNetwork()
+    net.delay = 0.05
+    cfg = parse_config(
+        {
+            "vantages": [{"name": "kz"}],
+            "targets": [{"name": f"t{i}", "url": f"https://t{i}.lab/"} for i in range(5)]
+            + [{"name": "wiki", "url": "https://wiki.lab/", "control": True}],
+        }
+    )
+    prober = Prober(cfg, measure_fn=net)
+    await asyncio.gather(*(prober.run("kz", f"t{i}") for i in range(5)))
+    assert sum(1 for _, t, _ in net.calls if t == "wiki") == 1
+
+
+async def test_verdict_change_triggers_confirmation_reprobes() -> None:
+    net = FakeNetwork()
+    results: list[Result] = []
+    cfg = config(interval=3, confirm_interval=1)
+    scheduler = Scheduler(Prober(cfg, measure_fn=net), results.extend)
+    scheduler.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not any(r.measurement.target == "fb" and r.measurement.vantage == "kz" for r in results):
+            assert loop.time() < deadline
+            await asyncio.sleep(0.05)
+        net.blocked.add(("kz", "fb"))
+        blocked_at = loop.time()
+        while (
+            scheduler.states.get(("kz", "fb")) is None
+            or scheduler.states[("kz", "fb")].confirmed != "dns_blocked"
+        ):
+            assert loop.time() < blocked_at + 10
+            await asyncio.sleep(0.05)
+    finally:
+        await scheduler.drain(1.0)
+    runs = [t for v, target, t in net.calls if (v, target) == ("kz", "fb") and t >= blocked_at]
+    assert len(runs) >= 2
+    # The confirming run came after confirm_interval (1 s), not the base interval (3 s).
+    assert 0.8 <= runs[1] - runs[0] <= 1.8
+
+
+async def test_drain_waits_for_runs_in_flight_within_the_grace_period() -> None:
+    net = FakeNetwork()
+    net.delay = 0.3
+    results: list[Result] = []
+    scheduler = Scheduler(Prober(config(interval=1), measure_fn=net), results.extend)
+    scheduler.start()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while scheduler.in_flight == 0:
+        assert loop.time() < deadline
+        await asyncio.sleep(0.01)
+    cancelled = await scheduler.drain(grace=2.0)
+    assert cancelled == 0
+    assert results  # the run in flight completed and was delivered
+
+
+async def test_drain_cancels_runs_that_outlive_the_grace_period() -> None:
+    net = FakeNetwork()
+    net.delay = 30
+    scheduler = Scheduler(Prober(config(interval=1), measure_fn=net), lambda _: None)
+    scheduler.start()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while scheduler.in_flight == 0:
+        assert loop.time() < deadline
+        await asyncio.sleep(0.01)
+    start = loop.time()
+    assert await scheduler.drain(grace=0.2) >= 1
+    assert loop.time() - start < 2
+
+
+async def test_apply_adds_and_removes_jobs() -> None:
+    net = FakeNetwork()
+    scheduler = Scheduler(Prober(config(), measure_fn=net), lambda _: None)
+    scheduler.start()
+    try:
+        assert {job.id for job in scheduler._aps.get_jobs()} == {
+            "probe:kz:fb",
+            "probe:kz:wiki",
+            "probe:ctl:fb",
+            "probe:ctl:wiki",
+        }
+        smaller = parse_config(
+            {
+                "vantages": [{"name": "kz"}],
+                "targets": [{"name": "yt", "url": "https://yt.lab/", "interval": 10}],
+            }
+        )
+        scheduler.apply(smaller)
+        jobs = scheduler._aps.get_jobs()
+        assert [job.id for job in jobs] == ["probe:kz:yt"]
+        assert jobs[0].trigger.interval.total_seconds() == 10
+    finally:
+        await scheduler.drain(0.1)
