@@ -319,6 +319,12 @@ class Phases:
         wall = max(r["wall"] for r in rs)
         return self._load_figures(probes, wall, sum(r["cpu"] for r in rs), o1 - o0, m0, m1, 0.0)
 
+    def floor_seq(self) -> dict[str, float]:
+        """bench/floor.py: a bare uvloop + ssl client doing the same probe, nothing recorded."""
+        argv = [sys.executable, str(HERE / "floor.py"), str(self.bench.dir / "ca.pem"), HOST]
+        out = subprocess.run([*argv, str(self.bench.port), str(self.n)], capture_output=True, check=True)
+        return {"cpu": float(out.stdout)}
+
     def bb_seq(self) -> dict[str, float]:
         b = self.bench
         b.result(b.role("drive", url=self.url, port=b.bb_port, n=self.warm, concurrency=1))
@@ -373,6 +379,7 @@ def orchestrate(args: argparse.Namespace) -> None:
             ("curfew_seq_nodns", lambda: phases.curfew_seq(False)),
             ("bb_seq", phases.bb_seq),
             ("curfew_seq_dns", lambda: phases.curfew_seq(True)),
+            ("floor_seq", phases.floor_seq),
             ("curfew_load_nodns", lambda: phases.curfew_load(False)),
             ("bb_load", phases.bb_load),
             ("curfew_load_dns", lambda: phases.curfew_load(True)),
@@ -412,6 +419,7 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict[str, float]]]) ->
         ("curfew TCP+TLS+HTTP (IP literal)", "curfew_seq_nodns"),
         ("curfew DNS+TCP+TLS+HTTP", "curfew_seq_dns"),
         ("blackbox_exporter (IP literal)", "bb_seq"),
+        ("floor: bare uvloop+ssl client", "floor_seq"),
     )
     for label, key in rows:
         print(f"  {label:<34} {best[key]['cpu']:6.3f}   [{_spread(runs[key], 'cpu')}]")
