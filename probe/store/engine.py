@@ -1,0 +1,100 @@
+"""Database URLs and engines: what users write, what the async drivers need.
+
+Users write ``sqlite:///path`` and ``postgresql://user:pass@host/db``; the async engine needs
+``sqlite+aiosqlite`` and ``postgresql+asyncpg``. SQLite connections get WAL, synchronous=NORMAL
+and a busy timeout, so the daemon's writer and a reader (``sqlite3`` in a shell) coexist.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
+class StoreError(Exception):
+    """The database could not do what was asked (unreachable, refused, bad URL)."""
+
+
+class JsonText(str):
+    """A value already encoded as JSON: bound as is, so the hot path encodes each row once."""
+
+    __slots__ = ()
+
+
+def json_serializer(value: Any) -> str:
+    return value if type(value) is JsonText else json.dumps(value, separators=(",", ":"))
+
+
+def async_url(url: str | URL) -> URL:
+    """The URL with the async driver for its backend.
+
+    >>> async_url("sqlite:///data/curfew.db").drivername
+    'sqlite+aiosqlite'
+    >>> async_url("postgresql://u:p@db/curfew").drivername
+    'postgresql+asyncpg'
+    """
+    parsed = make_url(url)
+    backend = parsed.drivername.split("+", 1)[0]
+    if backend not in _ASYNC_DRIVERS:
+        raise StoreError(f"unsupported database {backend!r}: expected sqlite:/// or postgresql://")
+    return parsed.set(drivername=_ASYNC_DRIVERS[backend])
+
+
+def backend(url: str | URL) -> str:
+    """The backend's name: sqlite or postgresql."""
+    return async_url(url).get_backend_name()
+
+
+def _make_sqlite_dir(target: URL) -> None:
+    database = target.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_engine(url: str | URL) -> AsyncEngine:
+    """An async engine for `url`; creates the SQLite file's directory if it is missing."""
+    target = async_url(url)
+    options: dict[str, Any] = {"json_serializer": json_serializer}
+    if target.get_backend_name() == "sqlite":
+        _make_sqlite_dir(target)
+    else:
+        # Timestamps are written and read in UTC whatever the server's default zone.
+        options["connect_args"] = {"server_settings": {"timezone": "UTC"}}
+        options["pool_pre_ping"] = True
+    engine = create_async_engine(target, **options)
+    if target.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def create_sqlite_engine(url: str | URL) -> Engine:
+    """A blocking engine on the stdlib driver, for migrations: SQLite is local, so the async
+    driver's worker thread buys nothing there (and outlives a failed connect)."""
+    target = async_url(url).set(drivername="sqlite")
+    _make_sqlite_dir(target)
+    engine = create_sync_engine(target, json_serializer=json_serializer)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

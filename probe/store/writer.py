@@ -1,0 +1,276 @@
+"""`Store`: the daemon's only way to the database, built so that no measurement is lost.
+
+Journal first: `submit()` appends the row to the spool (see spool.py) and returns; a background
+task takes closed spool segments oldest first, writes each in one transaction (INSERT ... ON
+CONFLICT (uid) DO NOTHING) and deletes the segment only after the commit. While the database is
+down the task retries with a bounded backoff and segments pile up on disk, not in memory; when
+it is back they go in in submission order. `open()` picks up whatever a previous run (a crash,
+kill -9) left in the spool and writes it first.
+
+    store = await Store.open(config.database_url, config.data_dir / "spool")
+    store.submit(result)          # never blocks, never raises on database trouble
+    ...
+    await store.close()           # flush; whatever the database did not take stays spooled
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from probe.config import Config
+from probe.round import Result
+from probe.store import migrate, queries
+from probe.store.engine import StoreError, backend, create_engine
+from probe.store.mapping import Row, result_row, spool_line
+from probe.store.spool import Segment, Spool
+
+log = logging.getLogger(__name__)
+
+BACKOFF_INITIAL = 0.1
+BACKOFF_MAX = 5.0
+"""Seconds between attempts while the database is unreachable (doubling up to this)."""
+
+
+def _is_bad_data(exc: BaseException) -> bool:
+    """The rows, not the database, are the problem: retrying the same batch cannot help."""
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
+
+
+class Store:
+    """The journal and its writer; create with `await Store.open(...)`."""
+
+    def __init__(
+        self, engine: AsyncEngine, spool: Spool, *, flush_interval: float, backend_name: str
+    ) -> None:
+        self._engine = engine
+        self._spool = spool
+        self._flush_interval = flush_interval
+        self._insert = queries.insert_measurements(backend_name)
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()  # set after every write attempt
+        self._attempts = 0
+        self._write_errors = 0
+        self._closed = False
+        self._task = asyncio.create_task(self._run(), name="curfew-store-writer")
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        spool_dir: Path,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 0.5,
+        migrate: bool = True,
+        memory_rows: int = 20_000,
+    ) -> Store:
+        """Open the spool in `spool_dir` and start writing to the database at `url`.
+
+        `batch_size` rows go in one transaction; a partial batch waits at most `flush_interval`
+        seconds. `migrate` brings the schema to head first; if the database is unreachable
+        then, the store opens anyway and writes once it is back (the schema must exist by then).
+        At most `memory_rows` rows are held in memory; the rest wait on disk.
+        Raises `SpoolLocked` if another process uses `spool_dir`, `StoreError` for a bad URL.
+        """
+        if batch_size < 1 or flush_interval <= 0:
+            raise ValueError("batch_size must be >= 1 and flush_interval > 0")
+        name = backend(url)
+        engine = create_engine(url)
+        if migrate:
+            try:
+                await asyncio.to_thread(_upgrade, url)
+            except StoreError as exc:
+                log.error(
+                    "could not migrate the database (%s); measurements are spooled until it is back", exc
+                )
+        spool = await asyncio.to_thread(
+            Spool, spool_dir, batch_size=batch_size, memory_rows=max(memory_rows, batch_size)
+        )
+        if spool.pending:
+            log.info("replaying %d measurements left in the spool %s", spool.pending, spool_dir)
+        return cls(engine, spool, flush_interval=flush_interval, backend_name=name)
+
+    # -- the daemon's side -------------------------------------------------------------------
+
+    def submit(self, result: Result) -> None:
+        """Journal `result` and queue it for the database; returns at once.
+
+        Raises only for a bug (a result that cannot be encoded, a closed store).
+        """
+        if self._closed:
+            raise RuntimeError("submit() on a closed Store")
+        row = result_row(result)
+        was_empty = self._spool.current is None
+        if self._spool.append(row, spool_line(row), self._loop.time()) or was_empty:
+            self._wake.set()
+
+    async def flush(self) -> None:
+        """Return when everything submitted so far is in the database or, if a write attempt
+        fails meanwhile, fsynced in the spool."""
+        self._spool.rotate()
+        last = self._spool.closed[-1].seq if self._spool.closed else 0
+        start = self._attempts
+        failed_since = self._write_errors
+        while self._spool.closed and self._spool.closed[0].seq <= last and not self._task.done():
+            if self._write_errors > failed_since and self._attempts > start and not self._spool.unsynced():
+                return
+            self._progress.clear()
+            self._wake.set()
+            await self._progress.wait()
+
+    async def close(self) -> None:
+        """Flush, stop the writer and release the spool; safe to call twice."""
+        if self._closed:
+            return
+        try:
+            await self.flush()
+        finally:
+            self._closed = True
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._spool.close()
+            await self._engine.dispose()
+
+    async def sync_inventory(self, config: Config) -> None:
+        """Upsert the configured vantages and targets; mark the others inactive.
+
+        Raises `StoreError` if the database cannot be reached.
+        """
+        now = datetime.now(UTC)
+        async with self._errors("inventory"), self._engine.begin() as conn:
+            await queries.upsert_inventory(conn, config, now)
+
+    async def apply_retention(self, older_than: datetime) -> int:
+        """Delete measurements started before `older_than`; returns how many.
+
+        Raises `StoreError` if the database cannot be reached.
+        """
+        async with self._errors("retention"), self._engine.begin() as conn:
+            return await queries.delete_older_than(conn, older_than)
+
+    @property
+    def spooled(self) -> int:
+        """Measurements submitted and not yet in the database."""
+        return self._spool.pending
+
+    @property
+    def write_errors(self) -> int:
+        """Failed database write attempts so far."""
+        return self._write_errors
+
+    # -- the writer task -----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_INITIAL
+        while True:
+            seg = self._spool.oldest()
+            if seg is None:
+                await self._wait_for_batch()
+                continue
+            ok = await self._write(seg)
+            self._attempts += 1
+            self._progress.set()
+            if ok:
+                backoff = BACKOFF_INITIAL
+                continue
+            # The database is down: make sure the spool is durable, then wait and retry.
+            await asyncio.to_thread(self._spool.sync)
+            self._progress.set()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _wait_for_batch(self) -> None:
+        """Until the current segment is full, or its first row has waited `flush_interval`."""
+        self._wake.clear()
+        cur = self._spool.current
+        if cur is None:
+            await self._wake.wait()
+            return
+        delay = cur.opened_at + self._flush_interval - self._loop.time()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            if self._spool.current is cur and cur.opened_at + self._flush_interval > self._loop.time():
+                return  # woken early, but not for this segment
+        if self._spool.current is cur:
+            self._spool.rotate()
+
+    async def _write(self, seg: Segment) -> bool:
+        """Write one segment in one transaction. False if the database could not take it."""
+        rows: list[Row] = []
+        try:
+            if self._spool.unsynced():
+                await asyncio.to_thread(self._spool.sync)
+            rows = seg.rows if seg.rows is not None else await asyncio.to_thread(self._spool.rows, seg)
+            if rows:
+                async with self._engine.begin() as conn:
+                    await conn.execute(self._insert, rows)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if _is_bad_data(exc):
+                with contextlib.suppress(Exception):
+                    await self._write_one_by_one(seg, rows)
+                    return True
+            self._write_errors += 1
+            log.warning(
+                "database write failed (%s); %d measurements wait in the spool",
+                _describe(exc),
+                self._spool.pending,
+            )
+            return False
+        self._spool.done(seg)
+        return True
+
+    async def _write_one_by_one(self, seg: Segment, rows: list[Row]) -> None:
+        """A batch the database refused: write what it takes, set the rest aside on disk."""
+        rejected = []
+        for row in rows:
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(self._insert, [row])
+            except Exception as exc:
+                if not _is_bad_data(exc):
+                    raise
+                rejected.append(row)
+                log.error("measurement %s refused by the database: %s", row.get("uid"), _describe(exc))
+        if rejected:
+            path = await asyncio.to_thread(
+                self._spool.quarantine, seg, rejected, [spool_line(r) for r in rejected]
+            )
+            log.error("%d refused measurements kept in %s", len(rejected), path)
+        self._spool.done(seg)
+
+    @contextlib.asynccontextmanager
+    async def _errors(self, what: str) -> Any:
+        try:
+            yield
+        except (DBAPIError, OSError, TimeoutError) as exc:
+            raise StoreError(f"{what}: {_describe(exc)}") from exc
+
+
+def _upgrade(url: str) -> None:
+    try:
+        migrate.upgrade(url)
+    except (DBAPIError, OSError) as exc:
+        raise StoreError(_describe(exc)) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, DBAPIError):
+        return str(exc.orig) or type(exc.orig).__name__
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,79 @@
+"""The mapping from results to rows and spool lines, without a database."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from probe.store.mapping import line_row, measurement_dict, result_row, spool_line, without_userinfo
+from tests.store.builders import T0, result
+
+
+@pytest.mark.parametrize(
+    "started_at",
+    [T0, datetime(2019, 6, 9, 5, 0, 1, 250_000, tzinfo=UTC), datetime(2024, 3, 1, 23, 59, 59)],
+)
+@pytest.mark.parametrize("verdict", ["ok", "tls_blocked"])
+def test_measurement_dict_encodes_like_to_dict(verdict: str, started_at: datetime) -> None:
+    m = replace(result(verdict).measurement, started_at=started_at)
+    assert json.loads(json.dumps(measurement_dict(m))) == json.loads(json.dumps(m.to_dict()))
+
+
+def test_row_breaks_out_phases_throughput_issuer_and_status() -> None:
+    row = result_row(result())
+    assert row["dns_s"] == pytest.approx(0.021)
+    assert row["tcp_connect_s"] == pytest.approx(0.040)
+    assert row["tls_handshake_s"] == pytest.approx(0.081)
+    assert row["http_first_byte_s"] == pytest.approx(0.09)
+    assert row["http_total_s"] == pytest.approx(0.338)
+    assert row["throughput_bps"] == pytest.approx(8 * 200_000 * 39 / (0.25 * 39))
+    assert row["tls_issuer"].startswith("C=US, O=DigiCert")
+    assert row["http_status"] == 200
+    assert row["verdict"] == "ok" and row["operation"] is None
+
+
+def test_blocked_row_has_no_phases_past_the_failure() -> None:
+    row = result_row(result("tls_blocked"))
+    assert row["tls_handshake_s"] is None and row["http_total_s"] is None and row["http_status"] is None
+    assert (row["verdict"], row["operation"], row["failure"], row["blocking"]) == (
+        "tls_blocked",
+        "tls_handshake",
+        "connection_reset",
+        "tls",
+    )
+
+
+def test_spool_line_round_trips() -> None:
+    row = result_row(result())
+    line = spool_line(row)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    back = line_row(line)
+    assert back["started_at"] == row["started_at"]
+    assert back["observations"] == json.loads(row["observations"])
+    assert back["analysis"] == json.loads(row["analysis"])
+    assert {k: v for k, v in back.items() if k not in ("observations", "analysis")} == {
+        k: v for k, v in row.items() if k not in ("observations", "analysis")
+    }
+    assert spool_line(back) == line  # a replayed row spools identically
+
+
+def test_torn_line_is_refused() -> None:
+    line = spool_line(result_row(result()))
+    with pytest.raises(ValueError):
+        line_row(line[: len(line) // 2])
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("socks5://alice:s3cret@203.0.113.7:1080", "socks5://203.0.113.7:1080"),
+        ("http://user@[2001:db8::1]:3128", "http://[2001:db8::1]:3128"),
+        ("http://proxy.example:3128", "http://proxy.example:3128"),
+        (None, None),
+    ],
+)
+def test_proxy_credentials_are_removed(url: str | None, expected: str | None) -> None:
+    assert without_userinfo(url) == expected
