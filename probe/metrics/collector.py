@@ -208,8 +208,17 @@ class Metrics:
         """The /metrics body and its Content-Type for an HTTP Accept header.
 
         Text format 0.0.4 unless `accept` asks for application/openmetrics-text. Byte for byte
-        what prometheus_client's encoders write for this registry, built from text cached per
-        pair; families of other collectors on the registry follow ours.
+        what prometheus_client's encoders write for this registry; see `render_chunks`.
+        """
+        chunks, content_type = self.render_chunks(accept)
+        return b"".join(chunks), content_type
+
+    def render_chunks(self, accept: str = "") -> tuple[list[bytes], str]:
+        """Like `render`, as a list of byte strings to send in order (no copy of the whole body).
+
+        Each pair's lines come from its cache, rebuilt only for pairs that changed, so with
+        thousands of pairs the cost is the size of the body, not the formatting of samples.
+        Families of other collectors on the registry follow ours.
         """
         openmetrics = "application/openmetrics-text" in accept
         spooled, write_errors = self._read_sources()
@@ -217,19 +226,16 @@ class Metrics:
             texts = [s.text() for s in self._pairs.values()]
             lag = self._lag.lines(SCHEDULER_LAG.name, "")
         build = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted(self._build.items()))
-        out = [
-            BUILD_INFO.header(openmetrics).encode(),
-            f"{BUILD_INFO.sample_name}{{{build}}} 1.0\n".encode(),
-        ]
+        out = [f"{BUILD_INFO.header(openmetrics)}{BUILD_INFO.sample_name}{{{build}}} 1.0\n".encode()]
         for i, family in enumerate(PER_PAIR):
             out.append(family.header(openmetrics).encode())
-            out.append(b"".join([t[i] for t in texts]))
-        out.append((SCHEDULER_LAG.header(openmetrics) + lag).encode())
+            out.extend([t[i] for t in texts if t[i]])
+        tail = SCHEDULER_LAG.header(openmetrics) + lag
         if spooled is not None:
-            out.append(f"{SPOOLED.header(openmetrics)}{SPOOLED.name} {fmt(spooled)}\n".encode())
+            tail += f"{SPOOLED.header(openmetrics)}{SPOOLED.name} {fmt(spooled)}\n"
         if write_errors is not None:
-            sample = f"{WRITE_ERRORS.sample_name} {fmt(write_errors)}\n"
-            out.append(f"{WRITE_ERRORS.header(openmetrics)}{sample}".encode())
+            tail += f"{WRITE_ERRORS.header(openmetrics)}{WRITE_ERRORS.sample_name} {fmt(write_errors)}\n"
+        out.append(tail.encode())
         self._rendering.active = True
         try:
             if openmetrics:
@@ -238,7 +244,7 @@ class Metrics:
                 out.append(generate_latest(self.registry))
         finally:
             self._rendering.active = False
-        return b"".join(out), CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT
+        return out, CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT
 
 
 def _buckets(h: Histogram) -> list[tuple[str, float]]:
