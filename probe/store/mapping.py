@@ -1,7 +1,7 @@
 """Domain objects <-> rows: the one place that knows both the dataclasses and the tables.
 
 A result becomes a `Row` (column name -> value, as `tables.measurements` wants it) and a spool
-line (the same row as one JSON line). The measurement is JSON-encoded once, on submit; the
+line (the same row as one line of tab-separated JSON). The measurement is JSON-encoded once, on submit; the
 spool line and the database column share that text.
 """
 
@@ -21,6 +21,7 @@ Row = dict[str, Any]
 
 _encode: Final = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 _STARTED_FORMAT: Final = "%Y-%m-%d %H:%M:%S"  # Measurement.to_dict's (OONI's) format
+_JSON_COLUMNS: Final = ("observations", "analysis")
 
 
 def measurement_dict(m: Measurement) -> dict[str, Any]:
@@ -79,22 +80,34 @@ def result_row(result: Result) -> Row:
 
 
 def spool_line(row: Row) -> bytes:
-    """One JSON line for the spool; the encoded JSON columns are spliced in, not re-encoded."""
-    scalars = {k: v for k, v in row.items() if k not in ("observations", "analysis")}
+    """One line for the spool: three JSON documents separated by tabs, then a newline.
+
+    ``{scalar columns}<TAB>{observations}<TAB>{analysis}``: JSON never contains a raw tab or
+    newline, so a replay splits the line and hands the two JSON columns to the database as
+    text, without decoding and re-encoding them (`cut -f1 | jq` reads a spool by hand).
+    """
+    scalars = {k: v for k, v in row.items() if k not in _JSON_COLUMNS}
     scalars["started_at"] = row["started_at"].isoformat()
-    head = _encode(scalars)
     observations, analysis = (
         v if isinstance(v, str) else _encode(v) for v in (row["observations"], row["analysis"])
     )
-    return f'{head[:-1]},"observations":{observations},"analysis":{analysis}}}\n'.encode()
+    return f"{_encode(scalars)}\t{observations}\t{analysis}\n".encode()
 
 
 def line_row(line: bytes) -> Row:
-    """The row back from a spool line (raises ValueError on a torn or corrupt line)."""
-    row: Row = json.loads(line)
-    if not isinstance(row, dict) or "uid" not in row:
+    """The row back from a spool line. Raises ValueError on a torn line (no newline: the
+    process died in the middle of writing it) or one that is not a spooled measurement."""
+    if not line.endswith(b"\n"):
+        raise ValueError("torn line")
+    fields = line[:-1].split(b"\t")
+    if len(fields) != 3:
+        raise ValueError("not a spooled measurement")
+    row: Row = json.loads(fields[0])
+    if not isinstance(row, dict) or "uid" not in row or "started_at" not in row:
         raise ValueError("not a spooled measurement")
     row["started_at"] = datetime.fromisoformat(row["started_at"])
+    row["observations"] = JsonText(fields[1].decode())
+    row["analysis"] = JsonText(fields[2].decode())
     return row
 
 

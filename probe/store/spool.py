@@ -1,6 +1,7 @@
 """The journal: measurements on disk before they are in the database.
 
-The spool is a directory of numbered segment files of JSON lines (``0000000000000042.jsonl``).
+The spool is a directory of numbered segment files (``0000000000000042.spool``), one line per
+measurement (tab-separated JSON, see `mapping.spool_line`).
 `append` writes a line straight to the current segment with one unbuffered write, so it is in
 the OS's hands as soon as `submit` returns and survives the process being killed; a segment is
 closed after `batch_size` lines (or by the writer's timer), fsynced, written to the database
@@ -26,7 +27,7 @@ from probe.store.mapping import Row, line_row
 
 log = logging.getLogger(__name__)
 
-SUFFIX = ".jsonl"
+SUFFIX = ".spool"
 LOCK_NAME = "spool.lock"
 
 

@@ -52,9 +52,9 @@ async def test_kill_9_then_reopen_writes_each_measurement_once(
     committed_before = len(await rows())
     assert committed_before < n  # the kill left work for the next run
     # A kill in the middle of a write leaves half a line at the end of a segment.
-    last = sorted(spool_dir.glob("*.jsonl"))[-1]
+    last = sorted(spool_dir.glob("*.spool"))[-1]
     with last.open("ab") as f:
-        f.write(b'{"uid":"torn","started_at":"2019-06-')
+        f.write(b'{"uid":"torn","started_at":"2019-06-09T05:00:00+00:00"}\t{"vantage":"kz')
 
     store = await Store.open(database_url, spool_dir)
     assert store.spooled >= n - committed_before
@@ -68,4 +68,4 @@ async def test_kill_9_then_reopen_writes_each_measurement_once(
     assert len({row["uid"] for row in stored}) == n
     assert [row["started_at"] for row in stored] == [m.started_at for m in expected]
     assert stored[0]["started_at"] == T0
-    assert not list(spool_dir.glob("*.jsonl"))
+    assert not list(spool_dir.glob("*.spool"))

@@ -133,7 +133,7 @@ async def test_unreachable_at_start_then_replayed_by_the_next_run(
     assert up.spooled == 0
     await up.close()
     assert [row["uid"] for row in await rows()] == [r.measurement.uid for r in submitted]
-    assert not list(spool_dir.glob("*.jsonl"))
+    assert not list(spool_dir.glob("*.spool"))
 
 
 async def test_retention_deletes_only_older_rows(database_url: str, spool_dir: Path, rows: Any) -> None:
