@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from datetime import datetime
@@ -47,8 +46,15 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--once", action="store_true", help="one round, then exit (the only mode so far)")
     probe.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
 
-    run = sub.add_parser("run", help="probe on a schedule until stopped")
+    run = sub.add_parser("run", help="the daemon: probe on a schedule, store, export metrics until stopped")
     run.add_argument("--config", default=DEFAULT_CONFIG)
+
+    db = sub.add_parser("db", help="the measurement database")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply schema migrations (the daemon also does on start)")
+    upgrade.add_argument("--config", default=DEFAULT_CONFIG)
+    drift = db_sub.add_parser("check", help="exit 1 if the schema differs from what the code expects")
+    drift.add_argument("--config", default=DEFAULT_CONFIG)
 
     lab = sub.add_parser("lab", help="the offline censorship lab")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True)
@@ -87,39 +93,33 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _run_forever(config: Config) -> None:
-    from probe.output import to_json_lines
-    from probe.round import run_round
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info(
-        "event=start vantages=%d targets=%d interval=%s",
-        len(config.vantages),
-        len(config.targets),
-        config.interval,
-    )
-    while not stop.is_set():
-        results = await run_round(config)
-        sys.stdout.write(to_json_lines(results))
-        sys.stdout.flush()
-        for r in results:
-            log.info(
-                "event=measurement vantage=%s target=%s verdict=%s",
-                r.measurement.vantage,
-                r.measurement.target,
-                r.analysis.verdict,
-            )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=config.interval)
-    log.info("event=stop")
-
-
 def cmd_run(args: argparse.Namespace) -> int:
+    from probe.daemon import logs
+
+    logs.setup()  # before the daemon's imports: some libraries log while being imported
+    from probe.daemon.run import run
+
+    return _run_async(run(Path(args.config)))
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from probe.daemon.logs import redact
+    from probe.store import SchemaDrift, StoreError, check, upgrade
+
     config = _load(args.config)
-    _run_async(_run_forever(config))
+    try:
+        if args.db_command == "upgrade":
+            upgrade(config.database_url)
+            print(f"{redact(config.database_url)}: at the latest schema")
+        else:
+            check(config.database_url)
+            print(f"{redact(config.database_url)}: no drift")
+    except SchemaDrift as exc:
+        print(f"curfew: schema drift: {exc}", file=sys.stderr)
+        return 1
+    except (StoreError, OSError) as exc:
+        print(f"curfew: error: {redact(str(exc))}", file=sys.stderr)
+        return 1
     return EXIT_OK
 
 
@@ -136,7 +136,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"check": cmd_check, "probe": cmd_probe, "run": cmd_run, "lab": cmd_lab}
+COMMANDS = {"check": cmd_check, "probe": cmd_probe, "run": cmd_run, "db": cmd_db, "lab": cmd_lab}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -50,3 +50,4 @@ def setup(level: int = logging.INFO) -> None:
     root.setLevel(level)
     # APScheduler logs every job at INFO; our own events say what happened.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

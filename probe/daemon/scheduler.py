@@ -67,6 +67,21 @@ class Scheduler:
         self.apply(self.config)
         self._aps.start()
 
+    def healthy(self) -> bool:
+        """For the watchdog: the scheduler is running and its jobs still fire.
+
+        A job whose next run is far in the past means the loop has stopped getting through
+        the schedule; the watchdog then stops pinging and systemd restarts us.
+        """
+        if not self._aps.running:
+            return False
+        now = datetime.now(UTC)
+        slack = timedelta(seconds=max(60.0, 2 * self.config.probe.timeouts.total))
+        for job in self._aps.get_jobs():
+            if job.next_run_time is not None and now - job.next_run_time > slack:
+                return False
+        return True
+
     @property
     def in_flight(self) -> int:
         return len(self._tasks)

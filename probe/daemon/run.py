@@ -1,0 +1,145 @@
+"""`curfew run`: the daemon's whole life, top to bottom.
+
+load config -> open store -> serve metrics -> start scheduler -> READY -> wait for a signal
+(SIGHUP reloads, SIGTERM/SIGINT stop) -> drain in-flight probes -> flush the store -> exit 0.
+Signal handlers only set events; the work happens here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from probe.config import Config, ConfigError, load_config
+from probe.daemon import sdnotify
+from probe.daemon.prober import Prober
+from probe.daemon.scheduler import Scheduler, pairs_of
+from probe.metrics import Metrics, serve_metrics
+from probe.round import Result
+from probe.store import Store
+
+log = logging.getLogger("curfew.daemon")
+RETENTION_EVERY = 3600.0
+
+
+class Daemon:
+    def __init__(self, config_path: Path, config: Config) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.stop = asyncio.Event()
+        self.reload = asyncio.Event()
+
+    def handle_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload.set)
+
+    async def run(self) -> int:
+        config = self.config
+        self.handle_signals()
+        store = await Store.open(config.database_url, config.data_dir / "spool")
+        metrics = Metrics()
+        server = None
+        scheduler = None
+        watchdog = None
+        retention = None
+        try:
+            await store.sync_inventory(config)
+            metrics.set_pairs(pairs_of(config))
+            metrics.set_spool_source(lambda: store.spooled)
+            metrics.set_write_errors_source(lambda: store.write_errors)
+            server = await serve_metrics(metrics, *config.metrics.host_port)
+
+            def record(results: list[Result]) -> None:
+                for result in results:
+                    store.submit(result)
+                    metrics.observe(result)
+                    m, a = result.measurement, result.analysis
+                    log.info(
+                        "event=measurement vantage=%s target=%s verdict=%s operation=%s failure=%s "
+                        "runtime=%.3f",
+                        m.vantage,
+                        m.target,
+                        a.verdict,
+                        a.operation or "-",
+                        (a.failure or "-").replace(" ", "_"),
+                        m.runtime,
+                    )
+
+            scheduler = Scheduler(Prober(config), record, metrics.observe_scheduler_lag)
+            scheduler.start()
+            retention = asyncio.ensure_future(self._retention(store))
+            watchdog = sdnotify.Watchdog.from_environment(scheduler.healthy)
+            if watchdog is not None:
+                watchdog.start()
+            sdnotify.ready()
+            sdnotify.status(f"probing {len(pairs_of(config))} pairs")
+            log.info(
+                "event=ready pairs=%d database=%s metrics=%s",
+                len(pairs_of(config)),
+                config.database_url,
+                config.metrics.listen,
+            )
+            await self._serve(scheduler, store, metrics)
+        finally:
+            sdnotify.stopping()
+            if watchdog is not None:
+                # STOPPING=1 is said; systemd stops expecting pings (TimeoutStopSec rules now).
+                await watchdog.stop()
+            log.info("event=stopping grace=%.0fs", config.grace_period)
+            cancelled = await scheduler.drain(self.config.grace_period) if scheduler is not None else 0
+            if retention is not None:
+                retention.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retention
+            await store.close()
+            if server is not None:
+                await server.close()
+            log.info("event=stopped cancelled_runs=%d spooled=%d", cancelled, store.spooled)
+        return 0
+
+    async def _serve(self, scheduler: Scheduler, store: Store, metrics: Metrics) -> None:
+        while not self.stop.is_set():
+            stop = asyncio.ensure_future(self.stop.wait())
+            reload = asyncio.ensure_future(self.reload.wait())
+            await asyncio.wait({stop, reload}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            reload.cancel()
+            if self.reload.is_set() and not self.stop.is_set():
+                self.reload.clear()
+                await self._reload(scheduler, store, metrics)
+
+    async def _reload(self, scheduler: Scheduler, store: Store, metrics: Metrics) -> None:
+        sdnotify.reloading()
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("event=reload-rejected reason=%s", str(exc).replace(" ", "_"))
+            sdnotify.ready()
+            return
+        self.config = config
+        scheduler.apply(config)
+        metrics.set_pairs(pairs_of(config))
+        await store.sync_inventory(config)
+        log.info("event=reloaded pairs=%d", len(pairs_of(config)))
+        sdnotify.ready()
+
+    async def _retention(self, store: Store) -> None:
+        while True:
+            days = self.config.retention_days
+            if days > 0:
+                deleted = await store.apply_retention(datetime.now(UTC) - timedelta(days=days))
+                if deleted:
+                    log.info("event=retention deleted=%d", deleted)
+            await asyncio.sleep(RETENTION_EVERY)
+
+
+async def run(config_path: Path) -> int:
+    """Run the daemon until SIGTERM/SIGINT; raises ConfigError for a bad config."""
+    config = load_config(config_path)
+    return await Daemon(config_path, config).run()
