@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -240,3 +241,20 @@ def test_bad_url_is_a_store_error() -> None:
 
     with pytest.raises(StoreError):
         async_url("mysql://db/curfew")
+
+
+async def test_a_row_the_database_refuses_is_set_aside_not_lost(
+    database_url: str, spool_dir: Path, rows: Any
+) -> None:
+    good = results(4)
+    bad = result(started_at=T0 + timedelta(minutes=9))
+    bad = replace(bad, analysis=replace(bad.analysis, reason=None))  # NOT NULL violated
+    store = await open_store(database_url, spool_dir)
+    for r in [*good[:2], bad, *good[2:]]:
+        store.submit(r)
+    await store.close()
+
+    assert [row["uid"] for row in await rows()] == [r.measurement.uid for r in good]
+    (rejected,) = spool_dir.glob("*.rejected")
+    assert bad.measurement.uid in rejected.read_text()
+    assert store.spooled == 0
