@@ -140,7 +140,7 @@ COMMANDS = {"check": cmd_check, "probe": cmd_probe, "run": cmd_run, "db": cmd_db
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
