@@ -16,8 +16,8 @@ run: $(STAMP)
 	$(BIN)/curfew run --config config/curfew.yaml
 
 lint: $(STAMP)
-	$(BIN)/ruff check probe tests bench
-	$(BIN)/ruff format --check probe tests bench
+	$(BIN)/ruff check probe tests bench migrations
+	$(BIN)/ruff format --check probe tests bench migrations
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
