@@ -10,14 +10,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Operation = Literal["dns", "tcp_connect", "tls_handshake", "http_request", "throughput"]
-OPERATIONS: tuple[Operation, ...] = ("dns", "tcp_connect", "tls_handshake", "http_request", "throughput")
-
 Phase = Literal["dns", "tcp_connect", "tls_handshake", "http_first_byte", "http_total"]
-PHASES: tuple[Phase, ...] = ("dns", "tcp_connect", "tls_handshake", "http_first_byte", "http_total")
-
 Verdict = Literal[
     "ok",
     "dns_blocked",
@@ -30,18 +26,10 @@ Verdict = Literal[
     "target_down",
     "inconclusive",
 ]
-VERDICTS: tuple[Verdict, ...] = (
-    "ok",
-    "dns_blocked",
-    "tcp_blocked",
-    "tls_blocked",
-    "tls_mitm",
-    "http_blocked",
-    "throttled",
-    "vantage_down",
-    "target_down",
-    "inconclusive",
-)
+# The same sets as values, in the order above (label sets for metrics, SQL checks, tables).
+OPERATIONS: tuple[Operation, ...] = get_args(Operation)
+PHASES: tuple[Phase, ...] = get_args(Phase)
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
 DnsEngine = Literal["system", "udp", "tcp", "doh", "proxy"]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import datetime as dt
 import ssl
 from collections.abc import Callable
@@ -18,43 +17,24 @@ import h11
 
 from probe.lab.dns_server import answer
 from probe.lab.rules import Policy
+from probe.lab.service import LabService
 
 MAX_QUERY = 4096
 
 
-class DohServer:
+class DohServer(LabService):
     def __init__(
         self, policy: Policy, now: Callable[[], dt.datetime], host: str, context: ssl.SSLContext
     ) -> None:
+        super().__init__(host, context)
         self.policy = policy
         self.now = now
-        self.host = host
-        self.context = context
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
         return f"https://{self.host}:{self.port}/dns-query"
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, 0, ssl=self.context)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         source = str(writer.get_extra_info("peername")[0])
         conn = h11.Connection(h11.SERVER)
         try:
@@ -74,13 +54,8 @@ class DohServer:
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     return
                 conn.start_next_cycle()
-        except (h11.ProtocolError, ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass  # a broken client or the lab shutting down
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
-            if task is not None:
-                self._tasks.discard(task)
+        except h11.ProtocolError:
+            pass  # a broken client
 
     def _respond(self, request: h11.Request, body: bytes, source: str) -> tuple[int | None, bytes]:
         target = urlsplit(request.target.decode("latin-1"))

@@ -9,7 +9,6 @@ as with a real remote vantage behind ``ssh -D``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import struct
 
@@ -17,34 +16,20 @@ import dns.asyncquery
 import dns.message
 import dns.rdatatype
 
+from probe.lab.service import LabService
 from probe.lab.splice import splice
 
 _SOCKS_OK, _SOCKS_FAIL, _SOCKS_UNREACHABLE, _SOCKS_REFUSED = 0, 1, 4, 5
 
 
-class LabProxy:
+class LabProxy(LabService):
     """Serves SOCKS5 and HTTP CONNECT on one port (told apart by the first byte)."""
 
     def __init__(self, listen: str, source_address: str, dns_server: tuple[str, int]) -> None:
+        super().__init__(listen)
         self.listen = listen
         self.source_address = source_address
         self.dns_server = dns_server
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.listen, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
 
     def url(self, scheme: str = "socks5") -> str:
         return f"{scheme}://{self.listen}:{self.port}"
@@ -81,23 +66,12 @@ class LabProxy:
         except (OSError, TimeoutError):
             return _SOCKS_UNREACHABLE
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            first = await reader.readexactly(1)
-            if first == b"\x05":
-                await self._socks5(reader, writer)
-            else:
-                await self._connect(first, reader, writer)
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError, asyncio.CancelledError):
-            pass  # the client or the lab went away
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
-            if task is not None:
-                self._tasks.discard(task)
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = await reader.readexactly(1)
+        if first == b"\x05":
+            await self._socks5(reader, writer)
+        else:
+            await self._connect(first, reader, writer)
 
     async def _socks5(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         (count,) = await reader.readexactly(1)

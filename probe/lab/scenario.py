@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from probe.lab.timewindow import WEEKDAYS, Daily, Window, parse_daily
+from probe.validation import read_yaml, validate
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -358,28 +358,9 @@ def name_matches(patterns: list[str], name: str) -> bool:
     return any(fnmatchcase(name, p.lower().rstrip(".")) for p in patterns)
 
 
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     """Validate parsed YAML; raise ScenarioError naming `source` and the key."""
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{source}: expected a mapping at the top level")
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown key"
-        # Cross-reference checks run on the whole scenario and name their key themselves.
-        where = f"{_key_path(loc)}: " if loc else ""
-        raise ScenarioError(f"{source}: {where}{message}") from None
+    return validate(Scenario, data, source, ScenarioError)
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -387,14 +368,5 @@ def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
     if not path.suffix and not path.exists():
         path = SCENARIO_DIR / f"{path}.yaml"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ScenarioError(f"{path}: not valid YAML{where}") from None
+    data = read_yaml(path, ScenarioError)
     return parse_scenario(data, path.name)
