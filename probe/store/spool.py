@@ -108,8 +108,17 @@ class Spool:
             self.closed.append(self.current)
             self.current = None
 
-    def oldest(self) -> Segment | None:
-        return self.closed[0] if self.closed else None
+    def oldest_run(self, max_rows: int) -> list[Segment]:
+        """The oldest closed segments, in order, as many as fit in `max_rows` (at least one):
+        a backlog is written in big transactions, a steady trickle one segment at a time."""
+        run: list[Segment] = []
+        total = 0
+        for seg in self.closed:
+            if run and total + seg.count > max_rows:
+                break
+            run.append(seg)
+            total += seg.count
+        return run
 
     def sync(self) -> None:
         """fsync and close every closed segment still open (blocking: run it in a thread)."""

@@ -1,11 +1,13 @@
 """`Store`: the daemon's only way to the database, built so that no measurement is lost.
 
 Journal first: `submit()` appends the row to the spool (see spool.py) and returns; a background
-task takes closed spool segments oldest first, writes each in one transaction (INSERT ... ON
-CONFLICT (uid) DO NOTHING) and deletes the segment only after the commit. While the database is
+task takes closed spool segments oldest first, writes them in one transaction (INSERT ... ON
+CONFLICT (uid) DO NOTHING, through the driver: see bulk.py; several segments at once when a
+backlog has built up) and deletes the segments only after the commit. While the database is
 down the task retries with a bounded backoff and segments pile up on disk, not in memory; when
 it is back they go in in submission order. `open()` picks up whatever a previous run (a crash,
-kill -9) left in the spool and writes it first.
+kill -9) left in the spool and writes it first. If the schema could not be migrated at open
+(the database was unreachable), the writer migrates it before its first write that reaches it.
 
     store = await Store.open(config.database_url, config.data_dir / "spool")
     store.submit(result)          # never blocks, never raises on database trouble
@@ -27,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from probe.config import Config
 from probe.round import Result
-from probe.store import migrate, queries
-from probe.store.engine import StoreError, backend, create_engine
+from probe.store import bulk, migrate, queries
+from probe.store.engine import StoreError, create_engine
 from probe.store.mapping import Row, result_row, spool_line
 from probe.store.spool import Segment, Spool
 
@@ -37,11 +39,13 @@ log = logging.getLogger(__name__)
 BACKOFF_INITIAL = 0.1
 BACKOFF_MAX = 5.0
 """Seconds between attempts while the database is unreachable (doubling up to this)."""
+BACKLOG_ROWS = 5000
+"""At most this many rows (whole segments) in one transaction when segments have piled up."""
 
 
 def _is_bad_data(exc: BaseException) -> bool:
     """The rows, not the database, are the problem: retrying the same batch cannot help."""
-    if isinstance(exc, IntegrityError | DataError):
+    if isinstance(exc, IntegrityError | DataError) or bulk.is_bad_data(exc):
         return True
     return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
 
@@ -50,12 +54,12 @@ class Store:
     """The journal and its writer; create with `await Store.open(...)`."""
 
     def __init__(
-        self, engine: AsyncEngine, spool: Spool, *, flush_interval: float, backend_name: str
+        self, engine: AsyncEngine, spool: Spool, *, flush_interval: float, upgrade_url: str | None = None
     ) -> None:
         self._engine = engine
         self._spool = spool
         self._flush_interval = flush_interval
-        self._insert = queries.insert_measurements(backend_name)
+        self._upgrade_url = upgrade_url  # set while migrations are still to run
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()  # set after every write attempt
@@ -79,18 +83,19 @@ class Store:
 
         `batch_size` rows go in one transaction; a partial batch waits at most `flush_interval`
         seconds. `migrate` brings the schema to head first; if the database is unreachable
-        then, the store opens anyway and writes once it is back (the schema must exist by then).
+        then, the store opens anyway, and migrates and writes once it is back.
         At most `memory_rows` rows are held in memory; the rest wait on disk.
         Raises `SpoolLocked` if another process uses `spool_dir`, `StoreError` for a bad URL.
         """
         if batch_size < 1 or flush_interval <= 0:
             raise ValueError("batch_size must be >= 1 and flush_interval > 0")
-        name = backend(url)
         engine = create_engine(url)
+        upgrade_url = None
         if migrate:
             try:
                 await asyncio.to_thread(_upgrade, url)
             except StoreError as exc:
+                upgrade_url = url
                 log.error(
                     "could not migrate the database (%s); measurements are spooled until it is back", exc
                 )
@@ -99,7 +104,7 @@ class Store:
         )
         if spool.pending:
             log.info("replaying %d measurements left in the spool %s", spool.pending, spool_dir)
-        return cls(engine, spool, flush_interval=flush_interval, backend_name=name)
+        return cls(engine, spool, flush_interval=flush_interval, upgrade_url=upgrade_url)
 
     # -- the daemon's side -------------------------------------------------------------------
 
@@ -175,11 +180,11 @@ class Store:
     async def _run(self) -> None:
         backoff = BACKOFF_INITIAL
         while True:
-            seg = self._spool.oldest()
-            if seg is None:
+            segments = self._spool.oldest_run(BACKLOG_ROWS)
+            if not segments:
                 await self._wait_for_batch()
                 continue
-            ok = await self._write(seg)
+            ok = await self._write(segments)
             self._attempts += 1
             self._progress.set()
             if ok:
@@ -209,22 +214,28 @@ class Store:
         if self._spool.current is cur:
             self._spool.rotate()
 
-    async def _write(self, seg: Segment) -> bool:
-        """Write one segment in one transaction. False if the database could not take it."""
+    async def _write(self, segments: list[Segment]) -> bool:
+        """Write `segments` in one transaction. False if the database could not take them."""
         rows: list[Row] = []
         try:
+            if self._upgrade_url is not None:
+                await asyncio.to_thread(_upgrade, self._upgrade_url)
+                log.info("database migrated; writing %d spooled measurements", self._spool.pending)
+                self._upgrade_url = None
             if self._spool.unsynced():
                 await asyncio.to_thread(self._spool.sync)
-            rows = seg.rows if seg.rows is not None else await asyncio.to_thread(self._spool.rows, seg)
+            for seg in segments:
+                rows += seg.rows if seg.rows is not None else await asyncio.to_thread(self._spool.rows, seg)
             if rows:
-                async with self._engine.begin() as conn:
-                    await conn.execute(self._insert, rows)
+                async with self._engine.connect() as conn:
+                    await bulk.insert_measurements(conn, rows)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             if _is_bad_data(exc):
                 with contextlib.suppress(Exception):
-                    await self._write_one_by_one(seg, rows)
+                    for seg in segments:
+                        await self._write_one_by_one(seg)
                     return True
             self._write_errors += 1
             log.warning(
@@ -233,21 +244,23 @@ class Store:
                 self._spool.pending,
             )
             return False
-        self._spool.done(seg)
+        for seg in segments:
+            self._spool.done(seg)
         return True
 
-    async def _write_one_by_one(self, seg: Segment, rows: list[Row]) -> None:
+    async def _write_one_by_one(self, seg: Segment) -> None:
         """A batch the database refused: write what it takes, set the rest aside on disk."""
+        rows = seg.rows if seg.rows is not None else await asyncio.to_thread(self._spool.rows, seg)
         rejected = []
-        for row in rows:
-            try:
-                async with self._engine.begin() as conn:
-                    await conn.execute(self._insert, [row])
-            except Exception as exc:
-                if not _is_bad_data(exc):
-                    raise
-                rejected.append(row)
-                log.error("measurement %s refused by the database: %s", row.get("uid"), _describe(exc))
+        async with self._engine.connect() as conn:
+            for row in rows:
+                try:
+                    await bulk.insert_measurements(conn, [row])
+                except Exception as exc:
+                    if not _is_bad_data(exc):
+                        raise
+                    rejected.append(row)
+                    log.error("measurement %s refused by the database: %s", row.get("uid"), _describe(exc))
         if rejected:
             path = await asyncio.to_thread(
                 self._spool.quarantine, seg, rejected, [spool_line(r) for r in rejected]

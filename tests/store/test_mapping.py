@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from probe.store.mapping import line_row, measurement_dict, result_row, spool_line, without_userinfo
@@ -19,7 +20,19 @@ from tests.store.builders import T0, result
 @pytest.mark.parametrize("verdict", ["ok", "tls_blocked"])
 def test_measurement_dict_encodes_like_to_dict(verdict: str, started_at: datetime) -> None:
     m = replace(result(verdict).measurement, started_at=started_at)
-    assert json.loads(json.dumps(measurement_dict(m))) == json.loads(json.dumps(m.to_dict()))
+    assert orjson.loads(orjson.dumps(measurement_dict(m))) == json.loads(json.dumps(m.to_dict()))
+
+
+def test_body_sample_is_kept_only_as_evidence() -> None:
+    ok, blockpage = result(), result("http_blocked")
+    blockpage = replace(blockpage, measurement=ok.measurement)  # a page that got through, judged a blockpage
+    assert ok.measurement.http is not None and ok.measurement.http.body_sample
+    ok_row, blocked_row = result_row(ok), result_row(blockpage)
+    assert json.loads(ok_row["observations"])["http"]["body_sample"] is None
+    assert json.loads(ok_row["observations"])["http"]["body_sha256"] == ok.measurement.http.body_sha256
+    expected = json.loads(json.dumps(ok.measurement.to_dict()))
+    assert json.loads(blocked_row["observations"]) == expected
+    assert json.loads(ok_row["observations"]) == expected | {"http": expected["http"] | {"body_sample": None}}
 
 
 def test_row_breaks_out_phases_throughput_issuer_and_status() -> None:
@@ -52,9 +65,9 @@ def test_spool_line_round_trips() -> None:
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     back = line_row(line)
     assert back == row
-    assert json.loads(back["observations"]) == json.loads(json.dumps(result().measurement.to_dict())) | {
-        "uid": back["uid"]
-    }
+    blocked = result("tls_blocked")
+    blocked_back = line_row(spool_line(result_row(blocked)))
+    assert json.loads(blocked_back["observations"]) == json.loads(json.dumps(blocked.measurement.to_dict()))
     assert spool_line(back) == line  # a replayed row spools identically
 
 
