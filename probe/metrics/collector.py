@@ -3,8 +3,8 @@
 A custom collector (as prometheus/client_python recommends for exporters): `observe` updates
 plain counts under a lock and `collect` builds fresh metric families from them, so a scrape
 never waits on the database and the series of a pair removed from the config vanish on the
-next scrape. `render` writes the same exposition as `generate_latest` from text cached per
-pair, fast enough for 10,000 pairs (see docs/benchmarks.md).
+next scrape. `render_chunks` writes the same exposition as `generate_latest`, streamed pair
+by pair from templates, without holding the body in memory (see docs/benchmarks.md).
 
 Which series exist:
 - for every configured pair from start-up: runs_total for each verdict and the phase
@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import platform
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import TYPE_CHECKING, Final, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import (
@@ -54,8 +54,8 @@ from probe.metrics.families import (
     escape_label_value,
     fmt,
 )
-from probe.metrics.snapshot import Histogram, PairState
-from probe.model import VERDICTS
+from probe.metrics.snapshot import PHASE_LE, Histogram, PairState
+from probe.model import PHASES, VERDICTS
 
 if TYPE_CHECKING:
     from probe.round import Result
@@ -174,22 +174,25 @@ class Metrics:
         throughput = GaugeMetricFamily(THROUGHPUT.name, THROUGHPUT.help, labels=pair_labels)
         last = GaugeMetricFamily(LAST_PROBE.name, LAST_PROBE.help, labels=pair_labels)
         for (v, t), s in self._pairs.items():
-            for name, n in s.runs.items():
+            for name, n in zip(VERDICTS, s.runs, strict=True):
                 runs.add_metric([v, t, name], n)
-            for (op, f), n in s.failures.items():
+            for (op, f), n in (s.failures or {}).items():
                 failures.add_metric([v, t, op, f], n)
             if s.verdict is not None:
                 success.add_metric([v, t], int(s.verdict == "ok"))
                 for name in VERDICTS:
                     verdict.add_metric([v, t, name], int(name == s.verdict))
-            for phase, h in s.phases.items():
-                phases.add_metric([v, t, phase], _buckets(h), h.sum)
+            for p, phase in enumerate(PHASES):
+                phases.add_metric([v, t, phase], _buckets(PHASE_LE, s.phase_cumulative(p)), s.sums[p])
             if s.throughput is not None:
                 throughput.add_metric([v, t], s.throughput)
             if s.started is not None:
                 last.add_metric([v, t], s.started)
         lag = HistogramMetricFamily(
-            SCHEDULER_LAG.name, SCHEDULER_LAG.help, buckets=_buckets(self._lag), sum_value=self._lag.sum
+            SCHEDULER_LAG.name,
+            SCHEDULER_LAG.help,
+            buckets=_buckets(self._lag.le, self._lag.cumulative()),
+            sum_value=self._lag.sum,
         )
         fams: list[Metric] = [info, runs, failures, success, verdict, phases, throughput, last, lag]
         if spooled is not None:
@@ -205,50 +208,82 @@ class Metrics:
     # -- fast exposition --------------------------------------------------------------------------
 
     def render(self, accept: str = "") -> tuple[bytes, str]:
-        """The /metrics body and its Content-Type for an HTTP Accept header.
+        """The /metrics body and its Content-Type for an HTTP Accept header, as one bytes.
 
         Text format 0.0.4 unless `accept` asks for application/openmetrics-text. Byte for byte
-        what prometheus_client's encoders write for this registry; see `render_chunks`.
+        what prometheus_client's encoders write for this registry. For tests and small
+        registries: the server streams `render_chunks` instead.
         """
         chunks, content_type = self.render_chunks(accept)
         return b"".join(chunks), content_type
 
-    def render_chunks(self, accept: str = "") -> tuple[list[bytes], str]:
-        """Like `render`, as a list of byte strings to send in order (no copy of the whole body).
+    def render_chunks(self, accept: str = "") -> tuple[Generator[bytes, None, None], str]:
+        """Like `render`, as a generator of byte strings of about `CHUNK` bytes, written lazily.
 
-        Each pair's lines come from its cache, rebuilt only for pairs that changed, so with
-        thousands of pairs the cost is the size of the body, not the formatting of samples.
-        Families of other collectors on the registry follow ours.
+        Nothing is rendered until the first chunk is asked for, and at most one chunk is held:
+        the body of 10,000 pairs (~90 MB of text) never exists in memory as a whole. The lock
+        is taken per batch of pairs, so `observe` on the event loop waits for one batch at most.
+        A scrape is not an atomic snapshot across families (neither is prometheus_client's).
         """
         openmetrics = "application/openmetrics-text" in accept
+        content_type = CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT
+        return self._exposition(openmetrics), content_type
+
+    def _exposition(self, openmetrics: bool) -> Generator[bytes, None, None]:
         spooled, write_errors = self._read_sources()
         with self._lock:
-            texts = [s.text() for s in self._pairs.values()]
-            lag = self._lag.lines(SCHEDULER_LAG.name, "")
+            states = list(self._pairs.values())  # pairs removed meanwhile still render this once
         build = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted(self._build.items()))
-        out = [f"{BUILD_INFO.header(openmetrics)}{BUILD_INFO.sample_name}{{{build}}} 1.0\n".encode()]
-        for i, family in enumerate(PER_PAIR):
-            out.append(family.header(openmetrics).encode())
-            out.extend([t[i] for t in texts if t[i]])
-        tail = SCHEDULER_LAG.header(openmetrics) + lag
+        parts = [f"{BUILD_INFO.header(openmetrics)}{BUILD_INFO.sample_name}{{{build}}} 1.0\n"]
+        size = 0
+        for family, text in zip(PER_PAIR, _PAIR_TEXT, strict=True):
+            parts.append(family.header(openmetrics))
+            for i in range(0, len(states), _PAIRS_PER_BATCH):
+                with self._lock:
+                    batch = [text(s) for s in states[i : i + _PAIRS_PER_BATCH]]
+                parts += batch
+                size += sum(map(len, batch))
+                if size >= CHUNK:
+                    yield "".join(parts).encode()
+                    parts, size = [], 0
+        with self._lock:
+            parts.append(SCHEDULER_LAG.header(openmetrics) + self._lag.lines(SCHEDULER_LAG.name, ""))
         if spooled is not None:
-            tail += f"{SPOOLED.header(openmetrics)}{SPOOLED.name} {fmt(spooled)}\n"
+            parts.append(f"{SPOOLED.header(openmetrics)}{SPOOLED.name} {fmt(spooled)}\n")
         if write_errors is not None:
-            tail += f"{WRITE_ERRORS.header(openmetrics)}{WRITE_ERRORS.sample_name} {fmt(write_errors)}\n"
-        out.append(tail.encode())
+            parts.append(
+                f"{WRITE_ERRORS.header(openmetrics)}{WRITE_ERRORS.sample_name} {fmt(write_errors)}\n"
+            )
+        yield "".join(parts).encode()
+        # Everyone else's families on the registry; ours are skipped while the flag is set.
+        # Reset before yielding: the flag is per thread and the thread pool runs other work.
         self._rendering.active = True
         try:
-            if openmetrics:
-                out.append(_openmetrics_latest(self.registry))  # ends with "# EOF"
-            else:
-                out.append(generate_latest(self.registry))
+            rest = _openmetrics_latest(self.registry) if openmetrics else generate_latest(self.registry)
         finally:
             self._rendering.active = False
-        return out, CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT
+        yield rest  # the OpenMetrics text ends with "# EOF"
 
 
-def _buckets(h: Histogram) -> list[tuple[str, float]]:
-    return [(le, float(n)) for le, n in zip(h.le, h.cumulative(), strict=True)]
+CHUNK: Final = 256 * 1024
+"""About how many bytes of text `render_chunks` gathers before it yields them."""
+
+_PAIRS_PER_BATCH: Final = 16  # ~0.2 ms of rendering under the lock, ~110 KB of phase samples
+
+# How each family of PER_PAIR (same order) writes one pair's samples.
+_PAIR_TEXT: Final[tuple[Callable[[PairState], str], ...]] = (
+    PairState.runs_text,
+    PairState.failures_text,
+    PairState.success_text,
+    PairState.verdict_text,
+    PairState.phases_text,
+    PairState.throughput_text,
+    PairState.started_text,
+)
+
+
+def _buckets(le: tuple[str, ...], cumulative: list[int]) -> list[tuple[str, float]]:
+    return [(b, float(n)) for b, n in zip(le, cumulative, strict=True)]
 
 
 def _read(fn: Callable[[], int] | None, what: str) -> int | None:

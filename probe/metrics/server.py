@@ -1,8 +1,12 @@
 """A small asyncio HTTP/1.1 server for Prometheus: GET /metrics, GET / and GET /healthz.
 
 Rendering runs in a worker thread so a large scrape does not stall the probes on the event
-loop. Connections are kept alive between scrapes, as Prometheus does; an idle connection is
-closed after `IDLE_TIMEOUT`. gzip is used when the scraper accepts it (Prometheus does).
+loop, and is streamed: the exposition is pulled from `Metrics.render_chunks` about
+`SEND_BATCH` bytes at a time, gzipped incrementally when the scraper accepts it (Prometheus
+does), and sent with chunked transfer encoding, so neither the body nor its compressed form is
+ever held whole. A body that fits in one batch is sent with a Content-Length instead.
+Connections are kept alive between scrapes, as Prometheus does; an idle connection is closed
+after `IDLE_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -22,13 +26,20 @@ IDLE_TIMEOUT: Final = 60.0
 MAX_HEAD: Final = 16 * 1024
 GZIP_MIN: Final = 4096  # below this, compressing costs more than it saves
 SEND_BATCH: Final = 1 << 20
+"""About how many bytes of exposition text are rendered (and compressed) per trip to the thread."""
 
 INDEX: Final = (
     b"<!DOCTYPE html>\n<html><head><title>curfew</title></head><body>\n"
     b'<h1>curfew</h1>\n<p>Internet-censorship measurements: <a href="/metrics">metrics</a>, '
     b'<a href="/healthz">health</a>.</p>\n</body></html>\n'
 )
-REASONS: Final = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+REASONS: Final = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+}
 
 
 class MetricsServer:
@@ -106,11 +117,12 @@ async def _serve_connection(
             await _respond(writer, 405, b"only GET\n", keep_alive=keep_alive, extra=(("Allow", "GET, HEAD"),))
         elif path == "/metrics":
             gz = "gzip" in headers.get("accept-encoding", "")
-            chunks, ctype, encoding = await asyncio.to_thread(_render, metrics, headers.get("accept", ""), gz)
-            extra = (("Content-Encoding", encoding),) if encoding else ()
-            await _respond(
-                writer, 200, chunks, ctype, keep_alive=keep_alive, extra=extra, head_only=head_only
-            )
+            chunks, ctype = metrics.render_chunks(headers.get("accept", ""))
+            try:
+                await _stream(writer, _Body(chunks, gz), ctype, version, keep_alive, head_only)
+            finally:
+                with contextlib.suppress(ValueError):  # still running in its thread: left to GC
+                    chunks.close()
         elif path == "/":
             await _respond(
                 writer, 200, INDEX, "text/html; charset=utf-8", keep_alive=keep_alive, head_only=head_only
@@ -123,15 +135,95 @@ async def _serve_connection(
             return
 
 
-def _render(metrics: Metrics, accept: str, gz: bool) -> tuple[list[bytes], str, str | None]:
-    chunks, ctype = metrics.render_chunks(accept)
-    if not gz or sum(map(len, chunks)) < GZIP_MIN:
-        return chunks, ctype, None
-    # Level 1: at 10,000 pairs the text is ~120 MB and compresses ~20x even so (docs/benchmarks.md).
-    z = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: a gzip stream
-    out = [piece for piece in map(z.compress, chunks) if piece]
-    out.append(z.flush())
-    return out, ctype, "gzip"
+class _Body:
+    """The exposition pulled in batches of about `SEND_BATCH` bytes, gzipped if asked.
+
+    `read_raw` and `read` run in a worker thread (rendering is CPU work), one at a time.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], gzip: bool) -> None:
+        self._chunks = chunks
+        # Level 1: at 10,000 pairs the text is ~90 MB and compresses ~20x even so (docs/benchmarks.md).
+        self._z = zlib.compressobj(1, zlib.DEFLATED, 31) if gzip else None  # wbits 31: a gzip stream
+        self.done = False
+
+    @property
+    def gzip(self) -> bool:
+        return self._z is not None
+
+    def read_raw(self) -> bytes:
+        """The next batch of text, uncompressed; sets `done` when the exposition is exhausted."""
+        out, filled = [], 0
+        for chunk in self._chunks:
+            out.append(chunk)
+            filled += len(chunk)
+            if filled >= SEND_BATCH:
+                break
+        else:
+            self.done = True
+        return b"".join(out)
+
+    def compress(self, data: bytes) -> bytes:
+        """`data` gzipped as the next part of the stream (ended once `done`); as is without gzip."""
+        if self._z is None:
+            return data
+        out = self._z.compress(data)
+        return out + self._z.flush() if self.done else out
+
+    def read(self) -> bytes:
+        return self.compress(self.read_raw())
+
+
+async def _stream(
+    writer: asyncio.StreamWriter, body: _Body, ctype: str, version: str, keep_alive: bool, head_only: bool
+) -> None:
+    try:
+        first = await asyncio.to_thread(body.read_raw)
+    except Exception:
+        log.exception("metrics: rendering /metrics failed")
+        await _respond(writer, 500, b"rendering the metrics failed\n", keep_alive=False)
+        raise ConnectionAbortedError from None
+    if body.done:  # it all fits in one batch: say how long it is, compress only if worth it
+        if not body.gzip or len(first) < GZIP_MIN:
+            await _respond(writer, 200, first, ctype, keep_alive=keep_alive, head_only=head_only)
+        else:
+            data = body.compress(first)
+            extra = (("Content-Encoding", "gzip"),)
+            await _respond(writer, 200, data, ctype, keep_alive=keep_alive, extra=extra, head_only=head_only)
+        return
+    # HTTP/1.0 knows no chunked encoding: its body ends when the connection closes.
+    chunked = version == "HTTP/1.1"
+    fields = [
+        ("Content-Type", ctype),
+        ("Transfer-Encoding" if chunked else "Connection", "chunked" if chunked else "close"),
+    ]
+    if chunked:
+        fields.append(("Connection", "keep-alive" if keep_alive else "close"))
+    if body.gzip:
+        fields.append(("Content-Encoding", "gzip"))
+    writer.write(_head(200, fields))
+    if head_only:
+        await writer.drain()
+        return
+    data = await asyncio.to_thread(body.compress, first)
+    try:
+        while True:
+            if data:
+                writer.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
+                await writer.drain()  # back-pressure: never buffer the whole body in the transport
+            if body.done:
+                break
+            data = await asyncio.to_thread(body.read)
+    except ConnectionError:
+        raise  # the scraper went away
+    except Exception:
+        # The head is sent: the scraper can only be told by a truncated body.
+        log.exception("metrics: rendering /metrics failed mid-stream; dropping the connection")
+        writer.transport.abort()
+        raise ConnectionAbortedError from None
+    if chunked:  # else the connection closes to end the body (keep-alive is HTTP/1.1 only)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
 
 
 def _parse(head: bytes) -> tuple[str, str, str, dict[str, str]] | None:
@@ -155,7 +247,7 @@ def _parse(head: bytes) -> tuple[str, str, str, dict[str, str]] | None:
 async def _respond(
     writer: asyncio.StreamWriter,
     status: int,
-    body: bytes | list[bytes],
+    body: bytes,
     content_type: str = "text/plain; charset=utf-8",
     *,
     keep_alive: bool,
@@ -164,31 +256,16 @@ async def _respond(
 ) -> None:
     fields = [
         ("Content-Type", content_type),
-        ("Content-Length", str(len(body) if isinstance(body, bytes) else sum(map(len, body)))),
+        ("Content-Length", str(len(body))),
         ("Connection", "keep-alive" if keep_alive else "close"),
         *extra,
     ]
-    head = f"HTTP/1.1 {status} {REASONS[status]}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields) + "\r\n"
-    writer.write(head.encode("latin-1"))
-    if head_only:
-        pass
-    elif isinstance(body, bytes):
+    writer.write(_head(status, fields))
+    if not head_only:
         writer.write(body)
-    else:
-        for batch in _batches(body, SEND_BATCH):
-            writer.writelines(batch)
-            await writer.drain()  # back-pressure: never buffer the whole body in the transport
     await writer.drain()
 
 
-def _batches(chunks: list[bytes], size: int) -> Iterator[list[bytes]]:
-    batch: list[bytes] = []
-    filled = 0
-    for chunk in chunks:
-        batch.append(chunk)
-        filled += len(chunk)
-        if filled >= size:
-            yield batch
-            batch, filled = [], 0
-    if batch:
-        yield batch
+def _head(status: int, fields: list[tuple[str, str]]) -> bytes:
+    head = f"HTTP/1.1 {status} {REASONS[status]}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
+    return (head + "\r\n").encode("latin-1")

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from probe.metrics import Metrics, failure_label
+from probe.metrics import Metrics, collector, failure_label
 from probe.metrics.families import PHASE_BUCKETS
 from probe.model import OPERATIONS, PHASES, VERDICTS
 from tests.metrics.builders import STARTED, VANTAGE, labels, result, throughput
@@ -283,3 +283,31 @@ def test_a_name_clash_on_the_registry_is_refused() -> None:
 def test_the_global_registry_is_left_alone(metrics: Metrics) -> None:
     metrics.observe(result("facebook", "ok"))
     assert REGISTRY.get_sample_value("curfew_probe_runs_total", labels(verdict="ok")) is None
+
+
+def test_the_text_is_streamed_in_chunks_of_bounded_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(collector, "CHUNK", 4096)
+    metrics = Metrics(CollectorRegistry())
+    metrics.set_pairs((VANTAGE, f"target-{i}") for i in range(200))
+    for i in range(0, 200, 3):
+        metrics.observe(result(f"target-{i}", "tls_blocked", tls_failure="connection_reset"))
+
+    chunks = list(metrics.render_chunks()[0])
+
+    assert len(chunks) > 10
+    # At most one batch of pairs' text past CHUNK, never the body.
+    assert max(map(len, chunks)) < sum(map(len, chunks)) / 4
+    assert b"".join(chunks) == generate_latest(metrics.registry)
+
+
+def test_counts_from_a_million_on_are_written_as_prometheus_client_writes_them(metrics: Metrics) -> None:
+    metrics.observe(result("facebook", "ok"))
+    # A million probes take ~2 years at one a minute: set the counts rather than observe them.
+    state = metrics._pairs[(VANTAGE, "facebook")]
+    state.runs[0] = 1_234_567
+    state.buckets[3] = 2_000_000
+
+    text, _ = metrics.render()
+
+    assert text == generate_latest(metrics.registry)
+    assert b'verdict="ok"} 1.234567e+06\n' in text

@@ -9,11 +9,12 @@ import subprocess
 from collections.abc import AsyncIterator
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from probe.metrics import Metrics, MetricsServer, serve_metrics
+from probe.metrics import server as server_module
 from tests.metrics.builders import VANTAGE, result, throughput
 
 Response = tuple[int, dict[str, str], bytes]
@@ -51,8 +52,22 @@ async def exchange(
     head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
     status = int(head[0].split(" ")[1])
     fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
-    body = b"" if method == "HEAD" else await reader.readexactly(int(fields["content-length"]))
+    if method == "HEAD":
+        body = b""
+    elif fields.get("transfer-encoding") == "chunked":
+        body = await read_chunked(reader)
+    else:
+        body = await reader.readexactly(int(fields["content-length"]))
     return status, fields, body
+
+
+async def read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts = []
+    while size := int((await reader.readuntil(b"\r\n"))[:-2], 16):
+        parts.append(await reader.readexactly(size))
+        assert await reader.readexactly(2) == b"\r\n"
+    assert await reader.readexactly(2) == b"\r\n"  # no trailers
+    return b"".join(parts)
 
 
 async def fetch(server: MetricsServer, path: str, method: str = "GET", **headers: str) -> Response:
@@ -105,6 +120,73 @@ async def test_gzip_when_accepted(server: MetricsServer) -> None:
     assert status == 200 and headers["content-encoding"] == "gzip"
     assert "content-encoding" not in plain_headers
     assert gzip.decompress(body) == plain
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+async def test_a_large_exposition_is_streamed_in_chunks(
+    server: MetricsServer, metrics: Metrics, monkeypatch: pytest.MonkeyPatch, encoding: str
+) -> None:
+    # A batch far below the body's size: the server must send it in pieces as it is rendered.
+    monkeypatch.setattr(server_module, "SEND_BATCH", 2048)
+    expected = generate_latest(metrics.registry)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        status, headers, body = await exchange(reader, writer, "GET", "/metrics", Accept_Encoding=encoding)
+        # The connection is still usable after a chunked response.
+        assert (await exchange(reader, writer, "GET", "/healthz"))[2] == b"ok\n"
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+    assert status == 200 and headers["transfer-encoding"] == "chunked" and "content-length" not in headers
+    if encoding == "gzip":
+        assert headers["content-encoding"] == "gzip"
+        body = gzip.decompress(body)
+    assert body == expected
+
+
+async def test_a_large_exposition_to_an_http_1_0_client_ends_with_the_connection(
+    server: MetricsServer, metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "SEND_BATCH", 2048)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /metrics HTTP/1.0\r\n\r\n")
+    response = await reader.read()
+    writer.close()
+
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"Transfer-Encoding" not in head
+    assert body == generate_latest(metrics.registry)
+
+
+class BrokenCollector:
+    """Another collector on the registry, with a bug: the exposition fails after ours is written."""
+
+    def collect(self) -> list[object]:
+        raise RuntimeError("bug")
+
+
+async def test_a_render_that_fails_before_anything_is_sent_gets_500(
+    server: MetricsServer, metrics: Metrics
+) -> None:
+    broken = BrokenCollector()
+    metrics.registry.register(broken)  # type: ignore[arg-type]
+
+    assert (await fetch(server, "/metrics"))[0] == 500
+
+    metrics.registry.unregister(broken)  # type: ignore[arg-type]
+    assert (await fetch(server, "/metrics"))[0] == 200
+
+
+async def test_a_render_that_fails_mid_stream_cuts_the_body_short(
+    server: MetricsServer, metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "SEND_BATCH", 2048)
+    metrics.registry.register(BrokenCollector())  # type: ignore[arg-type]
+
+    # No terminating zero-length chunk: the scraper sees a failed scrape, not a short one.
+    with pytest.raises(asyncio.IncompleteReadError):
+        await fetch(server, "/metrics")
 
 
 async def test_index_health_and_errors(server: MetricsServer) -> None:
