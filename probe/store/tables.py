@@ -40,6 +40,9 @@ NAMING_CONVENTION = {
 
 # JSONB on PostgreSQL (indexable, queryable with ->>); JSON text elsewhere.
 Json = JSON().with_variant(JSONB(), "postgresql")
+# The measurement's own JSON is json on PostgreSQL: stored as sent, not parsed into jsonb on
+# every insert (the store's hot path; see migrations/versions/0002). ->> works the same.
+JsonAsSent = JSON()
 # An integer primary key that is SQLite's rowid there and a 64-bit identity on PostgreSQL.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -100,8 +103,8 @@ class MeasurementRow(Base):
     tls_issuer: Mapped[str | None] = mapped_column(Text)
     http_status: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
-    observations: Mapped[dict[str, Any]]
-    analysis: Mapped[dict[str, Any]]
+    observations: Mapped[dict[str, Any]] = mapped_column(JsonAsSent)
+    analysis: Mapped[dict[str, Any]] = mapped_column(JsonAsSent)
 
     __table_args__ = (
         Index(None, "vantage", "target", "started_at"),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from probe.config import parse_config
 from probe.store import SchemaDrift, Store, StoreError, check, tables, upgrade
@@ -138,6 +140,52 @@ async def test_unreachable_at_start_then_replayed_by_the_next_run(
     await up.close()
     assert [row["uid"] for row in await rows()] == [r.measurement.uid for r in submitted]
     assert not list(spool_dir.glob("*.spool"))
+
+
+async def make_unreachable(database_url: str) -> None:
+    """The database cannot be opened: the SQLite path is a directory, the PostgreSQL database
+    does not exist (yet)."""
+    from tests.conftest import POSTGRES_ENV, _admin
+
+    if database_url.startswith("sqlite"):
+        Path(make_url(database_url).database or "").mkdir(parents=True)
+    else:
+        name = make_url(database_url).database
+        await _admin(os.environ[POSTGRES_ENV], f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def make_reachable(database_url: str) -> None:
+    """Undo `make_unreachable`: an empty database, no schema."""
+    from tests.conftest import POSTGRES_ENV, _admin
+
+    if database_url.startswith("sqlite"):
+        Path(make_url(database_url).database or "").rmdir()
+    else:
+        name = make_url(database_url).database
+        await _admin(os.environ[POSTGRES_ENV], f'CREATE DATABASE "{name}"')
+
+
+async def test_unreachable_at_start_then_migrated_and_written_when_back(
+    database_url: str, spool_dir: Path, rows: Any
+) -> None:
+    """No restart needed: the writer runs the migrations once the database answers."""
+    await make_unreachable(database_url)
+    store = await open_store(database_url, spool_dir)
+    submitted = results(250)
+    for r in submitted:
+        store.submit(r)
+    await store.flush()  # returns after a failed attempt
+    assert store.write_errors >= 1 and store.spooled == 250
+
+    await make_reachable(database_url)
+    more = results(50, start=T0 + timedelta(hours=1))
+    for r in more:
+        store.submit(r)
+    await store.flush()
+    assert store.spooled == 0
+    await store.close()
+    assert [row["uid"] for row in await rows()] == [r.measurement.uid for r in submitted + more]
+    await asyncio.to_thread(check, database_url)  # the schema is the migrated one
 
 
 async def test_retention_deletes_only_older_rows(database_url: str, spool_dir: Path, rows: Any) -> None:
