@@ -31,6 +31,7 @@ BLACKOUT_METRICS = frozenset(
         "curfew_blackouts_total",
         "curfew_hourly_reachability_ratio",
         "curfew_recurring_blackout_info",
+        "curfew_recurring_vantage_shutdown_info",
         "curfew_vantage_shutdown_active",
         "curfew_vantage_shutdown_started_timestamp_seconds",
         "curfew_vantage_shutdowns_total",
