@@ -11,13 +11,14 @@ length, hash and title stay.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from probe.config import Config, Target, Vantage
+from probe.episodes.pattern import local_slot
 from probe.model import Measurement, phase_durations
 from probe.round import Result
 from probe.store.engine import JsonText
@@ -55,10 +56,12 @@ def observations_json(m: Measurement, verdict: str) -> bytes:
     return _dumps(measurement_dict(m, keep_body_sample=verdict != "ok"))
 
 
-def result_row(result: Result) -> Row:
-    """The `measurements` row for one result; `observations` and `analysis` as encoded JSON."""
+def result_row(result: Result, zone: tzinfo | None = None) -> Row:
+    """The `measurements` row for one result; `observations` and `analysis` as encoded JSON.
+    `zone` is the vantage's, for `local_day`/`local_hour` (NULL without it)."""
     m, a = result.measurement, result.analysis
     phases = phase_durations(m)
+    local_day, local_hour = local_slot(m.started_at, zone) if zone is not None else (None, None)
     return {
         "uid": m.uid,
         "started_at": m.started_at,
@@ -81,6 +84,8 @@ def result_row(result: Result) -> Row:
         "reason": a.reason,
         "observations": JsonText(observations_json(m, a.verdict).decode()),
         "analysis": JsonText(_dumps(a).decode()),
+        "local_day": local_day,
+        "local_hour": local_hour,
     }
 
 
@@ -113,6 +118,8 @@ def line_row(line: bytes) -> Row:
     if not isinstance(row, dict) or "uid" not in row or "started_at" not in row:
         raise ValueError("not a spooled measurement")
     row["started_at"] = datetime.fromisoformat(row["started_at"])
+    row.setdefault("local_day", None)  # spooled before the columns existed
+    row.setdefault("local_hour", None)
     row["observations"] = JsonText(fields[1].decode())
     row["analysis"] = JsonText(fields[2].decode())
     return row

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -105,6 +106,10 @@ class MeasurementRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     observations: Mapped[dict[str, Any]] = mapped_column(JsonAsSent)
     analysis: Mapped[dict[str, Any]] = mapped_column(JsonAsSent)
+    # started_at on the vantage's clock (its IANA zone), for hour-of-day SQL that runs on both
+    # backends; NULL when the zone was unknown (`curfew analyze --rebuild` fills them in).
+    local_day: Mapped[str | None] = mapped_column(String(10))  # YYYY-MM-DD
+    local_hour: Mapped[int | None] = mapped_column(SmallInteger)  # 0-23
 
     __table_args__ = (
         Index(None, "vantage", "target", "started_at"),
@@ -146,8 +151,39 @@ class TargetRow(Base):
     last_seen: Mapped[datetime]
 
 
+class BlackoutRow(Base):
+    """One blackout episode (probe.episodes.Episode): of a target, or of the whole vantage when
+    `target` is NULL. `ended_at` and the offset bounds are NULL while it lasts. Identity:
+    (vantage, target, onset_before), the first dark measurement. `local_start`/`local_end` are
+    started_at/ended_at on the vantage's clock ("YYYY-MM-DD HH:MM")."""
+
+    __tablename__ = "blackouts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    vantage: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    target: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    verdict: Mapped[str] = mapped_column(String(16))
+    failure: Mapped[str | None] = mapped_column(Text)
+    probes: Mapped[int] = mapped_column(Integer)
+    onset_after: Mapped[datetime | None]
+    onset_before: Mapped[datetime]
+    offset_after: Mapped[datetime | None]
+    offset_before: Mapped[datetime | None]
+    local_start: Mapped[str] = mapped_column(String(16))
+    local_end: Mapped[str | None] = mapped_column(String(16))
+
+    __table_args__ = (
+        Index(None, "vantage", "target", "started_at"),
+        Index(None, "vantage", "onset_before"),
+        Index(None, "started_at"),
+    )
+
+
 metadata = Base.metadata
 # Core tables for the hot path (bulk inserts need no ORM unit of work).
 measurements = cast(Table, MeasurementRow.__table__)
 vantages = cast(Table, VantageRow.__table__)
 targets = cast(Table, TargetRow.__table__)
+blackouts = cast(Table, BlackoutRow.__table__)

@@ -23,6 +23,7 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -60,6 +61,7 @@ class Store:
         self._spool = spool
         self._flush_interval = flush_interval
         self._upgrade_url = upgrade_url  # set while migrations are still to run
+        self._zones: dict[str, ZoneInfo] = {}  # vantage -> its zone, from sync_inventory
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()  # set after every write attempt
@@ -115,7 +117,7 @@ class Store:
         """
         if self._closed:
             raise RuntimeError("submit() on a closed Store")
-        row = result_row(result)
+        row = result_row(result, self._zones.get(result.measurement.vantage))
         was_empty = self._spool.current is None
         if self._spool.append(row, spool_line(row), self._loop.time()) or was_empty:
             self._wake.set()
@@ -153,6 +155,7 @@ class Store:
 
         Raises `StoreError` if the database cannot be reached.
         """
+        self._zones = {v.name: ZoneInfo(v.timezone) for v in config.vantages}
         now = datetime.now(UTC)
         async with self._errors("inventory"), self._engine.begin() as conn:
             await queries.upsert_inventory(conn, config, now)

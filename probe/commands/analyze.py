@@ -1,0 +1,63 @@
+"""`curfew analyze --rebuild`: recompute every blackout episode from the stored measurements.
+
+Deletes the `blackouts` rows and detects the episodes again with the daemon's own tracker
+(open after `confirm_count` blocked verdicts in a row, close after as many oks), and fills in
+`measurements.local_day`/`local_hour` where they are missing (rows from before they existed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from probe.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config, run_async
+from probe.config import Config, load_config
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("analyze", help="blackout episodes from the stored measurements")
+    add_config(parser)
+    parser.add_argument(
+        "--rebuild", action="store_true", help="delete all episodes and detect them again from measurements"
+    )
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from probe.daemon.logs import redact
+    from probe.store import StoreError
+
+    if not args.rebuild:
+        print("curfew analyze: nothing to do (did you mean --rebuild?)", file=sys.stderr)
+        return EXIT_USAGE
+    config = load_config(args.config)
+    try:
+        filled, episodes = run_async(rebuild(config))
+    except (StoreError, OSError) as exc:
+        print(f"curfew: error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"{redact(config.database_url)}: {episodes} episodes; local time set on {filled} measurements")
+    return EXIT_OK
+
+
+async def rebuild(config: Config) -> tuple[int, int]:
+    """Upgrade the schema, fill local times, rebuild episodes: (rows filled, episodes)."""
+    import asyncio
+
+    from sqlalchemy.exc import DBAPIError
+
+    from probe.store import StoreError, blackouts, upgrade
+    from probe.store.engine import create_engine
+
+    zones = {v.name: v.timezone for v in config.vantages}
+    engine = create_engine(config.database_url)
+    try:
+        await asyncio.to_thread(upgrade, config.database_url)
+        async with engine.begin() as conn:
+            filled = await blackouts.fill_local_time(conn, zones)
+            episodes = await blackouts.rebuild(conn, zones, config.confirm_count, config.confirm_count)
+    except DBAPIError as exc:
+        raise StoreError(str(exc.orig) or type(exc.orig).__name__) from exc
+    finally:
+        await engine.dispose()
+    return filled, episodes

@@ -1,0 +1,223 @@
+"""Blackout episodes in the database: the `blackouts` table kept up to date as episodes open,
+grow and close, and rebuilt from `measurements` (``curfew analyze --rebuild``).
+
+An episode is found again by its identity (vantage, target, onset_before), so writing the
+same episode twice updates one row, and the live daemon and a rebuild agree on the rows.
+
+    writer = BlackoutWriter(engine, zones)       # in the daemon
+    writer.submit(monitor.observe(result))        # never blocks; retried while the database is down
+    await writer.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from probe.episodes import Episode, EpisodeEvent, Observation, Tracker
+from probe.episodes.detect import DEFAULT_CLOSE_AFTER, DEFAULT_OPEN_AFTER
+from probe.episodes.pattern import local_slot
+from probe.store import tables
+from probe.store.mapping import Row
+
+log = logging.getLogger(__name__)
+
+b = tables.blackouts
+m = tables.measurements
+RETRY_EVERY = 5.0
+FILL_BATCH = 5000
+
+
+def _local(at: datetime | None, zone: tzinfo) -> str | None:
+    return None if at is None else at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def episode_row(e: Episode, zone: tzinfo) -> Row:
+    """The `blackouts` row of `e`, with its local start and end on the vantage's clock."""
+    return {
+        "vantage": e.vantage,
+        "target": e.target,
+        "started_at": e.started_at,
+        "ended_at": e.ended_at,
+        "verdict": e.verdict,
+        "failure": e.failure,
+        "probes": e.probes,
+        "onset_after": e.onset_after,
+        "onset_before": e.onset_before,
+        "offset_after": e.offset_after,
+        "offset_before": e.offset_before,
+        "local_start": _local(e.started_at, zone),
+        "local_end": _local(e.ended_at, zone),
+    }
+
+
+def row_episode(row: Any) -> Episode:
+    return Episode(
+        vantage=row.vantage,
+        target=row.target,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        verdict=row.verdict,
+        failure=row.failure,
+        probes=row.probes,
+        onset_after=row.onset_after,
+        onset_before=row.onset_before,
+        offset_after=row.offset_after,
+        offset_before=row.offset_before,
+    )
+
+
+def _zone(zones: Mapping[str, str], vantage: str) -> ZoneInfo:
+    return ZoneInfo(zones.get(vantage, "UTC"))
+
+
+async def save(conn: AsyncConnection, episodes: Sequence[Episode], zones: Mapping[str, str]) -> None:
+    """Insert or update each episode, found by its identity (vantage, target, onset_before)."""
+    for e in episodes:
+        same_target = b.c.target.is_(None) if e.target is None else b.c.target == e.target
+        found = await conn.scalar(
+            select(b.c.id).where(
+                and_(b.c.vantage == e.vantage, b.c.onset_before == e.onset_before, same_target)
+            )
+        )
+        row = episode_row(e, _zone(zones, e.vantage))
+        if found is None:
+            await conn.execute(insert(b).values(row))
+        else:
+            await conn.execute(update(b).where(b.c.id == found).values(row))
+
+
+async def load_episodes(conn: AsyncConnection, since: datetime | None = None) -> list[Episode]:
+    """Episodes still open, and those started at or after `since` (all when None), oldest first."""
+    query = select(b).order_by(b.c.started_at, b.c.id)
+    if since is not None:
+        query = query.where((b.c.ended_at.is_(None)) | (b.c.started_at >= since))
+    return [row_episode(row) for row in (await conn.execute(query)).all()]
+
+
+async def load_observations(conn: AsyncConnection, since: datetime) -> list[Observation]:
+    """Measurements started at or after `since`, in the order they started."""
+    query = (
+        select(m.c.vantage, m.c.target, m.c.started_at, m.c.verdict, m.c.failure)
+        .where(m.c.started_at >= since)
+        .order_by(m.c.started_at, m.c.id)
+    )
+    return [Observation(*row) for row in (await conn.execute(query)).all()]
+
+
+async def fill_local_time(conn: AsyncConnection, zones: Mapping[str, str]) -> int:
+    """Set local_day/local_hour where they are NULL (rows written before the columns existed,
+    or by a vantage whose zone was unknown); returns how many rows were set."""
+    filled = 0
+    stmt = (
+        update(m)
+        .where(m.c.id == bindparam("row_id"))
+        .values(local_day=bindparam("day"), local_hour=bindparam("hour"))
+    )
+    while True:
+        rows = (
+            await conn.execute(
+                select(m.c.id, m.c.vantage, m.c.started_at).where(m.c.local_day.is_(None)).limit(FILL_BATCH)
+            )
+        ).all()
+        if not rows:
+            return filled
+        params = []
+        for row_id, vantage, started_at in rows:
+            day, hour = local_slot(started_at, _zone(zones, vantage))
+            params.append({"row_id": row_id, "day": day, "hour": hour})
+        await conn.execute(stmt, params)
+        filled += len(params)
+
+
+async def rebuild(
+    conn: AsyncConnection,
+    zones: Mapping[str, str],
+    open_after: int = DEFAULT_OPEN_AFTER,
+    close_after: int = DEFAULT_CLOSE_AFTER,
+) -> int:
+    """Delete every episode and detect them again from all of `measurements`, with the same
+    `Tracker` the daemon runs; returns how many episodes there are now. Run in a transaction."""
+    tracker = Tracker(open_after, close_after)
+    found: dict[tuple[str, str | None, datetime], Episode] = {}
+    query = select(m.c.vantage, m.c.target, m.c.started_at, m.c.verdict, m.c.failure).order_by(
+        m.c.started_at, m.c.id
+    )
+    async for row in await conn.stream(query.execution_options(yield_per=10_000)):
+        for event in tracker.observe(Observation(*row)):
+            found[event.episode.key] = event.episode
+    await conn.execute(delete(b))
+    rows = [episode_row(e, _zone(zones, e.vantage)) for e in found.values()]
+    if rows:
+        await conn.execute(insert(b), rows)
+    return len(rows)
+
+
+class BlackoutWriter:
+    """Writes episode events in the background, in the daemon's event loop.
+
+    Only an episode's latest state matters, so pending writes are kept per identity (an
+    episode updated ten times while the database is down is one write when it is back).
+    Must be created inside a running event loop.
+    """
+
+    def __init__(self, engine: AsyncEngine, zones: Mapping[str, str]) -> None:
+        self._engine = engine
+        self.zones = dict(zones)  # replace on reload
+        self._pending: dict[tuple[str, str | None, datetime], Episode] = {}
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="curfew-blackout-writer")
+
+    def submit(self, events: Sequence[EpisodeEvent]) -> None:
+        for event in events:
+            self._pending[event.episode.key] = event.episode
+        if events:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not await self.flush():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.Event().wait(), RETRY_EVERY)
+                self._wake.set()
+
+    async def flush(self) -> bool:
+        """Write what is pending; False (and kept pending) if the database would not take it."""
+        if not self._pending:
+            return True
+        batch = dict(self._pending)
+        try:
+            async with self._engine.begin() as conn:
+                await save(conn, list(batch.values()), self.zones)
+        except Exception as exc:  # the database is down or refused: keep them and retry
+            log.warning("blackouts: could not write %d episodes (%s); retrying", len(batch), exc)
+            return False
+        for key, episode in batch.items():
+            if self._pending.get(key) is episode:
+                del self._pending[key]
+        return True
+
+    async def close(self) -> None:
+        """One last attempt to write what is pending, then stop."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self.flush()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
