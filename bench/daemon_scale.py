@@ -6,6 +6,10 @@ that answers after a short delay (the lab cannot serve 10,000 real pairs on two 
 what is measured here is the daemon, not the probe: see probe_cpu.py for that).
 
     .venv/bin/python bench/daemon_scale.py [--vantages 100] [--targets 100] [--interval 60] [--seconds 90]
+                                          [--scrape-interval 15]
+
+Prometheus is played too: GET /metrics with Accept-Encoding: gzip on the daemon's metrics
+server every --scrape-interval seconds (0: never), so the RSS and lag include scrapes.
 
 Targets: p99 scheduler lag <= 1 s, RSS <= 150 MB.
 """
@@ -24,7 +28,7 @@ from pathlib import Path
 from probe.config import parse_config
 from probe.daemon.prober import Prober
 from probe.daemon.scheduler import Scheduler, pairs_of
-from probe.metrics import Metrics
+from probe.metrics import Metrics, serve_metrics
 from probe.model import DnsObservation, HttpObservation, Measurement, TcpObservation, TlsObservation
 from probe.round import Result
 from probe.store import Store
@@ -97,15 +101,26 @@ async def main(args: argparse.Namespace) -> None:
             lags.append(lag)
             metrics.observe_scheduler_lag(lag)
 
+        server = await serve_metrics(metrics, "127.0.0.1", 0)
         rss_start = rss_mb()
         scheduler = Scheduler(Prober(config, measure_fn=network), record, on_lag)
         started = time.monotonic()
         scheduler.start()
         peak = rss_start
+        scrapes: list[tuple[float, int]] = []
+        next_scrape = started + args.scrape_interval if args.scrape_interval else float("inf")
         while time.monotonic() - started < args.seconds:
             await asyncio.sleep(1)
             peak = max(peak, rss_mb())
+            if time.monotonic() >= next_scrape:
+                scrape = asyncio.create_task(scrape_metrics(server.port))
+                while not scrape.done():  # the peak is during the scrape
+                    await asyncio.sleep(0.05)
+                    peak = max(peak, rss_mb())
+                scrapes.append(scrape.result())
+                next_scrape += args.scrape_interval
         await scheduler.drain(5)
+        await server.close()
         await store.close()
 
     lags.sort()
@@ -116,8 +131,24 @@ async def main(args: argparse.Namespace) -> None:
     worst = lags[-1] * 1000 if lags else 0.0
     print(f"scheduler lag: p50={p50 * 1000:.1f} ms p99={p99 * 1000:.1f} ms max={worst:.1f} ms")
     print(f"  target p99 <= 1000 ms: {'met' if p99 <= 1.0 else 'NOT met'} (ratio {p99 / 1.0:.3f})")
+    if scrapes:
+        ms = sorted(t * 1000 for t, _ in scrapes)
+        print(f"scrapes={len(scrapes)} (gzip) median {statistics.median(ms):.0f} ms max {ms[-1]:.0f} ms, "
+              f"{scrapes[-1][1] / 1e6:.1f} MB gzipped")  # fmt: skip
     print(f"RSS: start {rss_start:.1f} MB, peak {peak:.1f} MB")
     print(f"  target <= 150 MB: {'met' if peak <= 150 else 'NOT met'} (ratio {peak / 150:.2f})")
+
+
+async def scrape_metrics(port: int) -> tuple[float, int]:
+    """One GET /metrics as Prometheus sends it: seconds taken and bytes received (gzipped)."""
+    t0 = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n")
+    received = 0
+    while data := await reader.read(1 << 20):
+        received += len(data)
+    writer.close()
+    return time.monotonic() - t0, received
 
 
 if __name__ == "__main__":
@@ -126,4 +157,5 @@ if __name__ == "__main__":
     parser.add_argument("--targets", type=int, default=100)
     parser.add_argument("--interval", type=float, default=60)
     parser.add_argument("--seconds", type=float, default=90)
+    parser.add_argument("--scrape-interval", type=float, default=15)
     asyncio.run(main(parser.parse_args()))

@@ -1,23 +1,28 @@
-"""Time to render /metrics for 10,000 (vantage, target) pairs.
+"""Time (and memory) to render /metrics for 10,000 series and for 10,000 (vantage, target) pairs.
 
     .venv/bin/python bench/metrics_render.py [--vantages 100] [--targets 100] [--renders 20]
 
 Every pair gets one observed result first: most ok with all five phases timed, some blocked
-(a failure counted), some with a bulk-download rate. Then, each over --renders scrapes:
+(a failure counted), some with a bulk-download rate. Two registries are measured:
 
-- chunks, unchanged: `Metrics.render_chunks()` (what GET /metrics runs; the server streams
-  the list) when no pair changed since the last scrape: every pair's text comes from cache;
-- chunks, 5% changed: as above after 5% of the pairs got a new result before each scrape
-  (one probe per pair every 300 s, scraped every 15 s);
-- chunks, all changed: every pair got a new result before each scrape (the worst case);
-- bytes, unchanged: `Metrics.render()`, the same joined into one bytes (one copy of the body);
+- 10,000 series: as many pairs (10 targets per vantage) as it takes to reach 10,000 samples
+  (~110 pairs), the issue's target case;
+- --vantages x --targets pairs (10,000 by default, ~930,000 samples).
+
+For each, over --renders scrapes (a pair observed since the last scrape costs no more than
+one that was not: nothing is cached):
+
+- streamed: `Metrics.render_chunks()` consumed to the end (what GET /metrics runs; the body
+  is never whole in memory);
+- bytes: `Metrics.render()`, the same joined into one bytes;
 - generate_latest: prometheus_client's generic path on the same registry (fresh metric
   families and a formatted line per sample), byte-identical output; fewer runs, it is slow;
 - HTTP scrape: GET /metrics over loopback with Accept-Encoding: gzip, as Prometheus sends it
-  (render, gzip level 1, transfer), and without gzip.
+  (render, gzip level 1, chunked transfer), and without gzip.
 
 Prints median and p99 (the maximum, with ~20 runs) per case, the ratio to the 50 ms target,
-the body size and the cost of one observe().
+the body size, the peak RSS added by one streamed and one joined render, and the cost of one
+observe().
 """
 
 from __future__ import annotations
@@ -74,11 +79,9 @@ def make_result(rng: random.Random, vantage: str, target: str) -> Result:
     return Result(m, Analysis(verdict, None, None, "bench"))
 
 
-def timed(fn: Callable[[], object], runs: int, before: Callable[[], object] | None = None) -> list[float]:
+def timed(fn: Callable[[], object], runs: int) -> list[float]:
     out = []
     for _ in range(runs):
-        if before is not None:
-            before()
         t0 = time.perf_counter()
         fn()
         out.append((time.perf_counter() - t0) * 1000)
@@ -88,21 +91,34 @@ def timed(fn: Callable[[], object], runs: int, before: Callable[[], object] | No
 def report(name: str, ms: list[float]) -> None:
     median = statistics.median(ms)
     p99 = statistics.quantiles(ms, n=100, method="inclusive")[98] if len(ms) > 1 else ms[0]
-    print(f"{name:<26} median {median:8.1f} ms   p99 {p99:8.1f} ms   median/target {median / TARGET_MS:5.2f}")
+    print(
+        f"  {name:<24} median {median:8.1f} ms   p99 {p99:8.1f} ms   median/target {median / TARGET_MS:6.2f}"
+    )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vantages", type=int, default=100)
-    parser.add_argument("--targets", type=int, default=100)
-    parser.add_argument("--renders", type=int, default=20)
-    parser.add_argument("--generic-renders", type=int, default=5)
-    args = parser.parse_args()
+def rss_mb(field: str = "VmRSS") -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
-    rng = random.Random(2019)
-    pairs = [
-        (f"vantage-{v:03d}", f"target-{t:03d}") for v in range(args.vantages) for t in range(args.targets)
-    ]
+
+def peak_added_mb(fn: Callable[[], object]) -> float:
+    """How far RSS rose above where it was while `fn` ran (Linux: clear_refs resets VmHWM)."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    before = rss_mb()
+    fn()
+    return rss_mb("VmHWM") - before
+
+
+def stream(metrics: Metrics) -> None:
+    for _ in metrics.render_chunks()[0]:
+        pass
+
+
+def build(rng: random.Random, pairs: list[tuple[str, str]]) -> tuple[Metrics, float]:
     metrics = Metrics()
     metrics.set_pairs(pairs)
     metrics.set_spool_source(lambda: 0)
@@ -114,36 +130,58 @@ def main() -> None:
     observe_us = (time.perf_counter() - t0) / len(results) * 1e6
     for _ in range(200):
         metrics.observe_scheduler_lag(rng.expovariate(10))
+    return metrics, observe_us
 
-    first = timed(metrics.render, 1)[0]  # builds every pair's text once
+
+def measure(name: str, metrics: Metrics, args: argparse.Namespace, generic_runs: int) -> None:
     body, _ = metrics.render()
     assert body == generate_latest(metrics.registry), "fast text differs from prometheus_client's"
-    lines = body.count(b"\n") - body.count(b"\n#")
     t0 = time.perf_counter()
-    gz = gzip.compress(body, compresslevel=1)
+    gz = len(gzip.compress(body, compresslevel=1))
     gzip_ms = (time.perf_counter() - t0) * 1000
-
-    def change(fraction: float) -> Callable[[], None]:
-        def before() -> None:
-            for r in rng.sample(results, int(len(results) * fraction)):
-                metrics.observe(r)
-
-        return before
-
-    print(f"{len(pairs):,} pairs, {lines:,} samples, {len(body) / 1e6:.1f} MB text "
-          f"({len(gz) / 1e6:.1f} MB gzip level 1, {gzip_ms:.0f} ms)")  # fmt: skip
-    print(
-        f"observe(): {observe_us:.1f} us per result; first render (every pair's text built): {first:.0f} ms"
-    )
-    report("chunks, unchanged", timed(metrics.render_chunks, args.renders))
-    report("chunks, 5% changed", timed(metrics.render_chunks, args.renders, change(0.05)))
-    report("chunks, all changed", timed(metrics.render_chunks, args.renders, change(1.0)))
-    report("bytes, unchanged", timed(metrics.render, args.renders))
-    generic = timed(lambda: generate_latest(metrics.registry), args.generic_renders)
-    report("generate_latest (generic)", generic)
+    print(f"{name}: {len(metrics._pairs):,} pairs, {samples(body):,} samples, {len(body) / 1e6:.2f} MB text "
+          f"({gz / 1e6:.2f} MB gzip level 1, {gzip_ms:.0f} ms)")  # fmt: skip
+    del body
+    report("streamed", timed(lambda: stream(metrics), args.renders))
+    report("bytes", timed(metrics.render, args.renders))
+    report("generate_latest (generic)", timed(lambda: generate_latest(metrics.registry), generic_runs))
     gz_ms, plain_ms = asyncio.run(scrapes(metrics, max(3, args.renders // 4)))
     report("HTTP scrape, gzip", gz_ms)
     report("HTTP scrape, plain", plain_ms)
+    print(f"  peak RSS added: streamed {peak_added_mb(lambda: stream(metrics)):.1f} MB, "
+          f"bytes {peak_added_mb(metrics.render):.1f} MB")  # fmt: skip
+
+
+def samples(body: bytes) -> int:
+    return body.count(b"\n") - body.count(b"\n#") - (not body.startswith(b"#"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vantages", type=int, default=100)
+    parser.add_argument("--targets", type=int, default=100)
+    parser.add_argument("--renders", type=int, default=20)
+    parser.add_argument("--generic-renders", type=int, default=2)
+    args = parser.parse_args()
+
+    rng = random.Random(2019)
+    # 10,000 series: ~92 samples per observed pair, so add pairs until the exposition has 10,000.
+    pairs = [(f"vantage-{n // 10:03d}", f"target-{n % 10:03d}") for n in range(100)]
+    small, _ = build(random.Random(2019), pairs)
+    per_pair = samples(small.render()[0]) / len(pairs)
+    n = int(10_000 / per_pair) + 1
+    small, _ = build(rng, [(f"vantage-{i // 10:03d}", f"target-{i % 10:03d}") for i in range(n)])
+    measure("10,000 series", small, args, max(args.renders, 5))
+
+    pairs = [
+        (f"vantage-{v:03d}", f"target-{t:03d}") for v in range(args.vantages) for t in range(args.targets)
+    ]
+    before = rss_mb()
+    metrics, observe_us = build(rng, pairs)
+    state_mb = rss_mb() - before
+    print(f"observe(): {observe_us:.1f} us per result; RSS of {len(pairs):,} pairs' metrics (and results): "
+          f"{state_mb:.1f} MB")  # fmt: skip
+    measure(f"{len(pairs):,} pairs", metrics, args, args.generic_renders)
 
 
 async def scrapes(metrics: Metrics, runs: int) -> tuple[list[float], list[float]]:
@@ -154,8 +192,12 @@ async def scrapes(metrics: Metrics, runs: int) -> tuple[list[float], list[float]
         t0 = time.perf_counter()
         writer.write(f"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: {encoding}\r\n\r\n".encode())
         head = await reader.readuntil(b"\r\n\r\n")
-        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-        await reader.readexactly(length)
+        if b"content-length:" in head.lower():
+            await reader.readexactly(int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0]))
+        else:  # chunked
+            while size := int((await reader.readuntil(b"\r\n"))[:-2], 16):
+                await reader.readexactly(size + 2)
+            await reader.readexactly(2)
         return (time.perf_counter() - t0) * 1000
 
     try:
