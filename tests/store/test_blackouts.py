@@ -186,3 +186,20 @@ def test_analyze_without_rebuild_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_observation_rows_are_observations() -> None:
     assert Observation("v", "t", T0, "ok") == Observation(*("v", "t", T0, "ok", None))
+
+
+async def test_ready_queries_on_blackouts(database_url: str, tmp_path: Path) -> None:
+    from tests.store.test_sql_docs import QUERIES
+
+    await fill(database_url, tmp_path)
+    config = write_config(tmp_path, database_url)
+    assert await asyncio.to_thread(analyze.handle, argparse.Namespace(config=str(config), rebuild=True)) == 0
+    evenings, stripe, shutdowns = [await query(database_url, q) for q in QUERIES[4:]]
+    # Blocked 20:00-20:15 (probes at 20:00..20:15), onset 19:57:30, offset 20:17:30: 20 minutes.
+    assert [(e, f, t, float(n), v, fl, int(p)) for e, f, t, n, v, fl, p in evenings] == [
+        ("2019-05-20", "19:57", "20:17", 20.0, "tls_blocked", "connection_reset", 4)
+    ]
+    assert [(int(h), int(n), float(r)) for h, n, r in stripe] == [(19, 2, 1.0), (20, 9, 0.444), (21, 2, 1.0)]
+    assert [(v, s, e, float(d), int(p)) for v, s, e, d, _, p in shutdowns] == [
+        ("kz-almaty", "2019-05-20 20:42", "2019-05-20 20:57", 900.0, 6)
+    ]
