@@ -4,8 +4,9 @@
                                            [--postgres postgresql://curfew:curfew@127.0.0.1:5432/curfew_test]
 
 Rows are realistic: a measurement with DNS, two TCP connects, two TLS handshakes with a
-three-certificate chain, an HTTP page (12 headers, a 1 KB body sample) and a sampled bulk
-download, about 5.4 KB of observations JSON; one in ten is a tls_blocked measurement. Each
+three-certificate chain, an HTTP page (12 headers; its 1 KB body sample is stored only on
+non-ok rows) and a sampled bulk download, about 4.5 KB of observations JSON; one in ten is a
+tls_blocked measurement. Each
 gets a fresh uid and time. They are submitted in chunks of a batch with an await between
 (as the daemon does between results), then flushed; the clock runs from the first submit to
 the end of flush, so it covers encoding, the spool (write + fsync per batch) and the

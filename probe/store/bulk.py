@@ -73,8 +73,10 @@ def postgresql_started_at(value: datetime) -> datetime:
 def _tuples(rows: Sequence[Row], started_at: Callable[[datetime], Any]) -> list[tuple[Any, ...]]:
     out = []
     for row in rows:
-        values = [row[c] for c in COLUMNS]
-        values[_STARTED_AT] = started_at(values[_STARTED_AT])
+        # .get: a column newer than the row (a spool line written before a migration added
+        # it) goes in as NULL, as SQLAlchemy's insert would leave it.
+        values: list[Any] = [row.get(c) for c in COLUMNS]
+        values[_STARTED_AT] = started_at(row["started_at"])
         out.append(tuple(values))
     return out
 
