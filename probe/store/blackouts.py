@@ -15,15 +15,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from probe.episodes import Episode, EpisodeEvent, Observation, Tracker
 from probe.episodes.detect import DEFAULT_CLOSE_AFTER, DEFAULT_OPEN_AFTER
+from probe.episodes.model import BLOCKED_VERDICTS
+from probe.episodes.monitor import Monitor
 from probe.episodes.pattern import local_slot
 from probe.store import tables
 from probe.store.mapping import Row
@@ -219,5 +221,35 @@ class BlackoutWriter:
         await self.flush()
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+async def restore(conn: AsyncConnection, monitor: Monitor, now: datetime) -> None:
+    """Seed `monitor` after a restart: the window's closed episodes, the hourly counts, and a
+    replay of the measurements since the earliest open episode began (at least the last hour),
+    so open episodes carry on with the same identity and nothing is counted as new."""
+    window_from = now - timedelta(days=monitor.days + 1)
+    stored = await load_episodes(conn, since=window_from)
+    starts = [e.onset_after or e.onset_before for e in stored if e.ended_at is None]
+    replay_from = min([*starts, now - timedelta(hours=1)])
+    conclusive = ("ok", *sorted(BLOCKED_VERDICTS))
+    hourly = (
+        select(
+            m.c.vantage,
+            m.c.target,
+            m.c.local_day,
+            m.c.local_hour,
+            func.count(),
+            func.sum(case((m.c.verdict == "ok", 1), else_=0)),
+        )
+        .where(
+            m.c.started_at >= window_from,
+            m.c.started_at < replay_from,
+            m.c.local_day.is_not(None),
+            m.c.verdict.in_(conclusive),
+        )
+        .group_by(m.c.vantage, m.c.target, m.c.local_day, m.c.local_hour)
+    )
+    counts = [(v, t, d, int(h), int(n), int(ok)) for v, t, d, h, n, ok in (await conn.execute(hourly)).all()]
+    monitor.seed(
+        await load_observations(conn, replay_from),
+        episodes=[e for e in stored if e.ended_at is not None],
+        hourly=counts,
+    )

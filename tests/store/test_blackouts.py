@@ -203,3 +203,24 @@ async def test_ready_queries_on_blackouts(database_url: str, tmp_path: Path) -> 
     assert [(v, s, e, float(d), int(p)) for v, s, e, d, _, p in shutdowns] == [
         ("kz-almaty", "2019-05-20 20:42", "2019-05-20 20:57", 900.0, 6)
     ]
+
+
+async def test_restore_after_a_restart(database_url: str, tmp_path: Path) -> None:
+    from probe.episodes.monitor import Monitor
+
+    await fill(database_url, tmp_path)
+    config = write_config(tmp_path, database_url)
+    assert await asyncio.to_thread(analyze.handle, argparse.Namespace(config=str(config), rebuild=True)) == 0
+    engine = create_engine(database_url)
+    now = T0 + 16 * STEP
+    # Live, the monitor saw every measurement; restored, it must see the same.
+    live = Monitor(ZONES)
+    async with engine.connect() as conn:
+        for o in await blackouts.load_observations(conn, T0 - STEP):
+            live.observe(o)
+        restored = Monitor(ZONES)
+        await blackouts.restore(conn, restored, now)
+    await engine.dispose()
+    assert restored.snapshot(now).hourly == live.snapshot(now).hourly
+    assert restored.open_episodes() == live.open_episodes()
+    assert restored.snapshot(now).totals == {}
