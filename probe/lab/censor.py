@@ -24,6 +24,7 @@ from probe.lab import bpf
 from probe.lab.blockpage import blockpage_response, redirect_response
 from probe.lab.ca import RogueChain
 from probe.lab.clienthello import NeedMoreData, NotRecognised, http_host, tls_server_name
+from probe.lab.loss import NO_LOSS, Loss
 from probe.lab.origin import read_request_head
 from probe.lab.rules import Decision, Policy
 from probe.lab.scenario import SYN_ACTIONS, TargetSpec, VantageSpec
@@ -112,8 +113,10 @@ class Front:
         origin_port: int,
         rogue: RogueChain,
         origin_client_context: ssl.SSLContext,
+        loss: Loss = NO_LOSS,
     ) -> None:
         self.target = target
+        self.loss = loss
         self.policy = policy
         self.now = now
         self.origin_port = origin_port
@@ -193,6 +196,9 @@ class Front:
             sock.close()
 
     async def _censor(self, sock: socket.socket, source: str) -> None:
+        if self.loss.drop():  # a flaky path, not the censor: reset before anything is said
+            reset(sock)
+            return
         vantage = self.policy.scenario.vantage_at(source)
         early = self.policy.decide(self.now(), vantage, self.target).action
         if early == "tcp_reset":

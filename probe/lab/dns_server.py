@@ -22,6 +22,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from probe.lab.loss import NO_LOSS, Loss
 from probe.lab.rules import Policy
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,11 @@ def answer(policy: Policy, now: dt.datetime, source: str, wire: bytes) -> bytes 
 class DnsServer:
     """UDP and TCP listeners on one host:port (port 0: the same free port for both)."""
 
-    def __init__(self, policy: Policy, now: Callable[[], dt.datetime], host: str, port: int) -> None:
+    def __init__(
+        self, policy: Policy, now: Callable[[], dt.datetime], host: str, port: int, loss: Loss = NO_LOSS
+    ) -> None:
         self.policy = policy
+        self.loss = loss
         self.now = now
         self.host = host
         self.port = port
@@ -106,7 +110,7 @@ class DnsServer:
 
     def _reply_udp(self, data: bytes, addr: tuple[str, int]) -> None:
         reply = answer(self.policy, self.now(), addr[0], data)
-        if reply is not None and self._udp is not None:
+        if reply is not None and self._udp is not None and not self.loss.drop():
             self._udp.sendto(reply, addr)
 
     async def _handle_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -118,7 +122,7 @@ class DnsServer:
             while True:
                 length = int.from_bytes(await reader.readexactly(2), "big")
                 reply = answer(self.policy, self.now(), source, await reader.readexactly(length))
-                if reply is None:
+                if reply is None or self.loss.drop():
                     await reader.read()  # say nothing; hold until the client gives up
                     return
                 writer.write(len(reply).to_bytes(2, "big") + reply)

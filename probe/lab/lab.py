@@ -4,6 +4,9 @@
         lab.write_config(Path(".lab/curfew.yaml"))
         lab.set_time(datetime(2019, 5, 9, 8, 30, tzinfo=UTC))   # virtual time for the rules
 
+`loss` (0 <= loss < 1) loses that share of connections (reset at the front) and DNS queries
+(no reply), drawn from an RNG seeded with `seed`: spurious failures, not censorship.
+
 Rules are evaluated against the lab clock: `clock()` (default: the real UTC time) unless
 `set_time` fixed a virtual time. Every clock change re-attaches the SYN filters at once;
 a background task also refreshes them every `refresh_interval` seconds of real time.
@@ -26,6 +29,7 @@ from probe.lab.ca import LabCA, RogueChain
 from probe.lab.censor import Front
 from probe.lab.dns_server import DnsServer
 from probe.lab.doh import DohServer
+from probe.lab.loss import Loss
 from probe.lab.origin import Origin
 from probe.lab.rules import Policy
 from probe.lab.scenario import Scenario, TargetSpec, load_scenario
@@ -60,8 +64,12 @@ class Lab:
         state_dir: Path,
         clock: Clock | None = None,
         refresh_interval: float = 0.2,
+        *,
+        loss: float = 0.0,
+        seed: int | None = None,
     ) -> None:
         self.scenario = scenario
+        self.loss = Loss(loss, seed)
         self.state_dir = Path(state_dir)
         self.policy = Policy(scenario)
         self._clock = clock or utc_now
@@ -90,7 +98,7 @@ class Lab:
             self._ca = LabCA(self.state_dir)
             rogue = RogueChain(self.state_dir)
             host, port = self.scenario.dns.host_port
-            self._dns = DnsServer(self.policy, self.now, host, port)
+            self._dns = DnsServer(self.policy, self.now, host, port, self.loss)
             await self._dns.start()
             # DNS over HTTPS beside the plain server, with the same answers and rules.
             doh_context = self._ca.server_context("doh", (host,))
@@ -105,7 +113,9 @@ class Lab:
                 origin = Origin(target, context)
                 self._origins[target.name] = origin
                 await origin.start()
-                front = Front(target, self.policy, self.now, origin.port, rogue, self._ca.client_context())
+                front = Front(
+                    target, self.policy, self.now, origin.port, rogue, self._ca.client_context(), self.loss
+                )
                 self._fronts[target.name] = front
                 await front.start()
             self._refresher = asyncio.ensure_future(self._refresh_loop())
