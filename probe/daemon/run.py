@@ -18,9 +18,12 @@ from probe.config import Config, ConfigError, load_config
 from probe.daemon import sdnotify
 from probe.daemon.prober import Prober
 from probe.daemon.scheduler import Scheduler, pairs_of
+from probe.episodes.monitor import Monitor
 from probe.metrics import Metrics, serve_metrics
+from probe.metrics.blackouts import BlackoutCollector
 from probe.round import Result
-from probe.store import Store
+from probe.store import Store, blackouts
+from probe.store.engine import create_engine
 
 log = logging.getLogger("curfew.daemon")
 RETENTION_EVERY = 3600.0
@@ -32,6 +35,8 @@ class Daemon:
         self.config = config
         self.stop = asyncio.Event()
         self.reload = asyncio.Event()
+        self.monitor: Monitor | None = None
+        self.episode_writer: blackouts.BlackoutWriter | None = None
 
     def handle_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -48,8 +53,20 @@ class Daemon:
         scheduler = None
         watchdog = None
         retention = None
+        zones = {v.name: v.timezone for v in config.vantages}
+        monitor = Monitor(zones, open_after=config.confirm_count, close_after=config.confirm_count)
+        monitor.set_config(zones, pairs_of(config))
+        episodes_engine = create_engine(config.database_url)
+        episode_writer: blackouts.BlackoutWriter | None = None
         try:
-            await store.sync_inventory(config)
+            try:
+                await store.sync_inventory(config)
+                async with episodes_engine.connect() as conn:
+                    await blackouts.restore(conn, monitor, datetime.now(UTC))
+            except Exception as exc:  # the database may be down at start: probing goes on, spooled
+                log.warning("event=database-unavailable-at-start reason=%s", str(exc).replace(" ", "_")[:200])
+            episode_writer = blackouts.BlackoutWriter(episodes_engine, zones)
+            metrics.registry.register(BlackoutCollector(lambda: monitor.snapshot(datetime.now(UTC))))
             metrics.set_pairs(pairs_of(config))
             metrics.set_spool_source(lambda: store.spooled)
             metrics.set_write_errors_source(lambda: store.write_errors)
@@ -59,6 +76,8 @@ class Daemon:
                 for result in results:
                     store.submit(result)
                     metrics.observe(result)
+                    if episode_writer is not None:
+                        episode_writer.submit(monitor.observe(result))
                     m, a = result.measurement, result.analysis
                     log.info(
                         "event=measurement vantage=%s target=%s verdict=%s operation=%s failure=%s "
@@ -85,6 +104,7 @@ class Daemon:
                 config.database_url,
                 config.metrics.listen,
             )
+            self.monitor, self.episode_writer = monitor, episode_writer
             await self._serve(scheduler, store, metrics)
         finally:
             sdnotify.stopping()
@@ -97,6 +117,9 @@ class Daemon:
                 retention.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await retention
+            if episode_writer is not None:
+                await episode_writer.close()  # one last flush of pending episodes
+            await episodes_engine.dispose()
             await store.close()
             if server is not None:
                 await server.close()
@@ -125,7 +148,15 @@ class Daemon:
         self.config = config
         scheduler.apply(config)
         metrics.set_pairs(pairs_of(config))
-        await store.sync_inventory(config)
+        zones = {v.name: v.timezone for v in config.vantages}
+        if self.monitor is not None:
+            self.monitor.set_config(zones, pairs_of(config))
+        if self.episode_writer is not None:
+            self.episode_writer.zones = zones
+        try:
+            await store.sync_inventory(config)
+        except Exception as exc:  # the database may be down: the inventory is synced next time
+            log.warning("event=inventory-sync-failed reason=%s", str(exc).replace(" ", "_")[:200])
         log.info("event=reloaded pairs=%d", len(pairs_of(config)))
         sdnotify.ready()
 

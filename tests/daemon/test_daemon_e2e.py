@@ -107,6 +107,12 @@ async def test_a_blackout_switched_on_and_off_mid_run(lab: Lab, daemon: Daemon, 
     ) >= 1
     assert metric(samples, "curfew_probe_success", vantage="control", target="site") == 1
 
+    async def episode_open() -> bool:
+        samples = await daemon.scrape()
+        return metric(samples, "curfew_blackout_active", vantage=CENSORED, target="site") == 1
+
+    await daemon.wait_for(episode_open, 10, "the blackout episode to open")
+
     lab.set_time(AFTER)
     switched_off = dt.datetime.now(dt.UTC)
 
@@ -115,7 +121,21 @@ async def test_a_blackout_switched_on_and_off_mid_run(lab: Lab, daemon: Daemon, 
         return rows.count("ok") >= 2
 
     await daemon.wait_for(back_ok, 20, "the end of the blackout")
+    samples = await daemon.scrape()
+    assert metric(samples, "curfew_blackout_active", vantage=CENSORED, target="site") == 0
+    assert (
+        metric(samples, "curfew_blackouts_total", vantage=CENSORED, target="site", verdict="tls_blocked") == 1
+    )
     assert await daemon.stop() == 0
+    episodes = await query(
+        database_url, "SELECT verdict, failure, started_at, ended_at FROM blackouts WHERE target = 'site'"
+    )
+    assert len(episodes) == 1
+    verdict, failure, started, ended = episodes[0]
+    assert (verdict, failure) == ("tls_blocked", "connection_reset")
+    assert ended is not None
+    # The onset lies between the last ok and the first blocked probe: within a re-probe or two.
+    assert abs((as_utc(started) - switched_on).total_seconds()) < 6
 
     # Adaptive re-probing: after each change the next probe came at confirm_interval (1 s),
     # not at the base interval (4 s).
