@@ -183,6 +183,9 @@ class Front:
                 await asyncio.sleep(0.05)
                 continue
             sock.setblocking(False)
+            # asyncio only sets TCP_NODELAY on sockets created with proto=IPPROTO_TCP; without it
+            # Nagle holds the relayed response behind the client's delayed ACK (~40 ms a probe).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._spawn(self._handle(sock, peer[0]))
 
     async def _handle(self, sock: socket.socket, source: str) -> None:
