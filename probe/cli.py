@@ -8,12 +8,12 @@ import sys
 from collections.abc import Sequence
 
 from probe import __version__
-from probe.commands import analyze, check, db, export, lab, probe, run
+from probe.commands import analyze, check, db, export, lab, probe, report, run
 from probe.commands.common import EXIT_USAGE
 from probe.config import ConfigError
 from probe.lab.scenario import ScenarioError
 
-COMMANDS = (check, probe, run, db, lab, analyze, export)
+COMMANDS = (check, probe, run, db, lab, analyze, export, report)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -115,6 +115,8 @@ class MeasurementRow(Base):
         Index(None, "vantage", "target", "started_at"),
         Index(None, "started_at"),
         Index(None, "verdict"),
+        # curfew report: counts per local hour over a range of local days, from the index alone
+        Index(None, "local_day", "vantage", "target", "local_hour", "verdict"),
     )
 
 
