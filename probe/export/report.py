@@ -79,8 +79,11 @@ class Report:
 
 
 def _end(until: date, zone: str) -> datetime:
-    """The first instant after the local day `until`."""
-    return datetime.combine(until + timedelta(days=1), time(0), tzinfo=ZoneInfo(zone))
+    """The last instant of the local day `until` (`infer_pattern`'s window ends on the local
+    day of its `end`, and counts the episodes that started before it)."""
+    return datetime.combine(until + timedelta(days=1), time(0), tzinfo=ZoneInfo(zone)) - timedelta(
+        microseconds=1
+    )
 
 
 def build(data: ReportData, window_days: int = DEFAULT_WINDOW_DAYS) -> Report:

@@ -70,6 +70,9 @@ def test_text_shows_the_schedule_and_the_episodes(kz_db: str, capsys: pytest.Cap
     ]
     control = section(out, f"{VANTAGE} / example ({ZONE})")
     assert "episodes: none" in control
+    # A window of exactly the five days ends on the last of them and counts all five.
+    _, out, _ = report(capsys, "--db", kz_db, "--window-days", "5")
+    assert f"schedule: {SCHEDULE}" in section(out, f"{VANTAGE} / youtube ({ZONE})")
 
 
 def test_a_vantage_shutdown_is_shown_once_for_the_vantage(
