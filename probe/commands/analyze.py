@@ -1,8 +1,10 @@
-"""`curfew analyze --rebuild`: recompute every blackout episode from the stored measurements.
+"""`curfew analyze --rebuild`: recompute every blackout episode and the hourly counts from the
+stored measurements.
 
-Deletes the `blackouts` rows and detects the episodes again with the daemon's own tracker
-(open after `confirm_count` blocked verdicts in a row, close after as many oks), and fills in
-`measurements.local_day`/`local_hour` where they are missing (rows from before they existed).
+Fills in `measurements.local_day`/`local_hour` where they are missing (rows from before they
+existed), recounts `hourly_counts` from all of `measurements`, deletes the `blackouts` rows and
+detects the episodes again with the daemon's own tracker (open after `confirm_count` blocked
+verdicts in a row, close after as many oks).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("analyze", help="blackout episodes from the stored measurements")
     add_config(parser)
     parser.add_argument(
-        "--rebuild", action="store_true", help="delete all episodes and detect them again from measurements"
+        "--rebuild",
+        action="store_true",
+        help="recount the hourly counts and detect all episodes again from measurements",
     )
     parser.set_defaults(handler=handle)
 
@@ -32,21 +36,25 @@ def handle(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     config = load_config(args.config)
     try:
-        filled, episodes = run_async(rebuild(config))
+        filled, hours, episodes = run_async(rebuild(config))
     except (StoreError, OSError) as exc:
         print(f"curfew: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
-    print(f"{redact(config.database_url)}: {episodes} episodes; local time set on {filled} measurements")
+    print(
+        f"{redact(config.database_url)}: {episodes} episodes; {hours} hourly counts;"
+        f" local time set on {filled} measurements"
+    )
     return EXIT_OK
 
 
-async def rebuild(config: Config) -> tuple[int, int]:
-    """Upgrade the schema, fill local times, rebuild episodes: (rows filled, episodes)."""
+async def rebuild(config: Config) -> tuple[int, int, int]:
+    """Upgrade the schema, fill local times, recount the hourly counts, rebuild episodes:
+    (rows filled, hourly_counts rows, episodes), in one transaction."""
     import asyncio
 
     from sqlalchemy.exc import DBAPIError
 
-    from probe.store import StoreError, blackouts, upgrade
+    from probe.store import StoreError, blackouts, rollup, upgrade
     from probe.store.engine import create_engine
 
     zones = {v.name: v.timezone for v in config.vantages}
@@ -55,9 +63,10 @@ async def rebuild(config: Config) -> tuple[int, int]:
         await asyncio.to_thread(upgrade, config.database_url)
         async with engine.begin() as conn:
             filled = await blackouts.fill_local_time(conn, zones)
+            hours = await rollup.recount(conn)
             episodes = await blackouts.rebuild(conn, zones, config.confirm_count, config.confirm_count)
     except DBAPIError as exc:
         raise StoreError(str(exc.orig) or type(exc.orig).__name__) from exc
     finally:
         await engine.dispose()
-    return filled, episodes
+    return filled, hours, episodes

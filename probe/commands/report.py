@@ -59,7 +59,7 @@ def handle(args: argparse.Namespace) -> int:
     from probe.config import load_config
     from probe.daemon.logs import redact
     from probe.export.report import build, render_text, to_json, write_csv
-    from probe.store import StoreError
+    from probe.store.engine import StoreError
     from probe.store.report import Filters, load
 
     if args.format == "png" and args.output is None:

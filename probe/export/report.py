@@ -30,6 +30,10 @@ LEGEND = (
 )
 _COLOURS = {BLOCKED: "\x1b[31m", SOME: "\x1b[33m", REACHABLE: "\x1b[32m", DOWN: "\x1b[35m"}
 _RESET = "\x1b[0m"
+SLOW_CELLS = (
+    "; cells counted from measurements (no hourly_counts for this range:"
+    " run `curfew db upgrade` or `curfew analyze --rebuild` for fast reports)"
+)
 ROW_LABEL = len("2019-05-07 Tue ")  # the heatmap's cells start at this column
 CSV_FIELDS = (
     "vantage",
@@ -72,6 +76,7 @@ class Report:
     episodes_from: str
     series: tuple[Series, ...]
     shutdowns: tuple[VantageShutdowns, ...]
+    cells_from: str = "hourly_counts"
 
     @property
     def days(self) -> list[date]:
@@ -119,7 +124,15 @@ def build(data: ReportData, window_days: int = DEFAULT_WINDOW_DAYS) -> Report:
             observed_days={date.fromisoformat(day) for day in vantage_days[vantage]},
         )
         shutdowns.append(VantageShutdowns(vantage, zone, pattern, tuple(found)))
-    return Report(data.since, data.until, window_days, data.episodes_from, tuple(series), tuple(shutdowns))
+    return Report(
+        data.since,
+        data.until,
+        window_days,
+        data.episodes_from,
+        tuple(series),
+        tuple(shutdowns),
+        data.cells_from,
+    )
 
 
 # -- text ---------------------------------------------------------------------------------------
@@ -205,7 +218,8 @@ def render_text(report: Report, colour: bool = False) -> str:
     days = report.days
     out = [
         f"curfew report: {report.since} to {report.until} (local days), {len(report.series)} series;"
-        f" schedules over the last {report.window_days} days; episodes from {report.episodes_from}",
+        f" schedules over the last {report.window_days} days; episodes from {report.episodes_from}"
+        + (SLOW_CELLS if report.cells_from == "measurements" else ""),
         "",
     ]
     shutdowns = {s.vantage: s for s in report.shutdowns}
@@ -305,6 +319,7 @@ def to_json(report: Report) -> dict[str, Any]:
         "until": report.until.isoformat(),
         "window_days": report.window_days,
         "episodes_from": report.episodes_from,
+        "cells_from": report.cells_from,
         "series": [
             {
                 "vantage": s.vantage,

@@ -124,14 +124,20 @@ async def fill_local_time(conn: AsyncConnection, zones: Mapping[str, str]) -> in
         .where(m.c.id == bindparam("row_id"))
         .values(local_day=bindparam("day"), local_hour=bindparam("hour"))
     )
+    last_id = 0
     while True:
-        rows = (
-            await conn.execute(
-                select(m.c.id, m.c.vantage, m.c.started_at).where(m.c.local_day.is_(None)).limit(FILL_BATCH)
-            )
-        ).all()
+        # In id order from where the last batch ended: one pass over the table, with no index
+        # on local_day.
+        query = (
+            select(m.c.id, m.c.vantage, m.c.started_at)
+            .where(m.c.local_day.is_(None), m.c.id > last_id)
+            .order_by(m.c.id)
+            .limit(FILL_BATCH)
+        )
+        rows = (await conn.execute(query)).all()
         if not rows:
             return filled
+        last_id = rows[-1][0]
         params = []
         for row_id, vantage, started_at in rows:
             day, hour = local_slot(started_at, _zone(zones, vantage))

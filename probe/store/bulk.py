@@ -5,6 +5,10 @@ datetime binds): that was ~50 us of the ~60 us a row cost on SQLite. Here the ro
 `mapping.result_row` already hold what the driver wants, so one batch is one `executemany` in
 one transaction: sqlite3's, in aiosqlite's thread, or asyncpg's prepared statement, pipelined.
 The statement is still ``INSERT ... ON CONFLICT (uid) DO NOTHING``, so a replay is harmless.
+It returns what `rollup` counts of each row it inserted, and the batch's hourly counts are
+added to `hourly_counts` in the same transaction: a replayed row was not inserted, so it is
+not counted twice. On PostgreSQL the batch is one INSERT ... SELECT FROM unnest(column arrays)
+(one statement that can return rows, where executemany returns none).
 SQLAlchemy keeps the schema, the migrations, the connection pool and every other statement.
 
 Exceptions are the drivers' own (sqlite3, asyncpg); `is_bad_data` says which of them mean the
@@ -13,26 +17,21 @@ rows, not the database, are at fault.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs; only its exception classes are used
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from probe.store import tables
+from probe.store import rollup, tables
 from probe.store.mapping import Row
 
 COLUMNS: Final = tuple(c.name for c in tables.measurements.columns if c.name != "id")
 _STARTED_AT: Final = COLUMNS.index("started_at")
-
-
-def _statement(placeholders: Sequence[str]) -> str:
-    return (
-        f"INSERT INTO measurements ({', '.join(COLUMNS)}) VALUES ({', '.join(placeholders)}) "
-        "ON CONFLICT (uid) DO NOTHING"
-    )
 
 
 SQLITE_ROWS_PER_STATEMENT: Final = 999 // len(COLUMNS)
@@ -48,10 +47,25 @@ def sqlite_insert(rows: int) -> str:
 
 
 def _statement_rows(values: str) -> str:
-    return f"INSERT INTO measurements ({', '.join(COLUMNS)}) VALUES {values} ON CONFLICT (uid) DO NOTHING"
+    return (
+        f"INSERT INTO measurements ({', '.join(COLUMNS)}) VALUES {values} "
+        f"ON CONFLICT (uid) DO NOTHING RETURNING {rollup.RETURNING}"
+    )
 
 
-POSTGRESQL_INSERT: Final = _statement([f"${i}" for i in range(1, len(COLUMNS) + 1)])
+def _array_type(column: str) -> str:
+    # Without a length: a cast to varchar(32)[] would cut a long value silently; varchar[] lets
+    # the column refuse it, as a plain INSERT does.
+    dialect: Any = postgresql.dialect  # untyped
+    compiled = tables.measurements.c[column].type.compile(dialect=dialect())
+    return re.sub(r"\(\d+\)", "", compiled) + "[]"
+
+
+POSTGRESQL_INSERT: Final = (
+    f"INSERT INTO measurements ({', '.join(COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'${i}::{_array_type(c)}' for i, c in enumerate(COLUMNS, 1))}) "
+    f"ON CONFLICT (uid) DO NOTHING RETURNING {rollup.RETURNING}"
+)
 
 
 def sqlite_started_at(value: datetime) -> str:
@@ -81,25 +95,35 @@ def _tuples(rows: Sequence[Row], started_at: Callable[[datetime], Any]) -> list[
     return out
 
 
-async def insert_measurements(conn: AsyncConnection, rows: Sequence[Row]) -> None:
-    """Insert `rows` (from `mapping.result_row` or `mapping.line_row`) in one transaction of
-    its own, skipping uids already present. Raises the driver's exception on failure."""
+async def insert_measurements(conn: AsyncConnection, rows: Sequence[Row]) -> int:
+    """Insert `rows` (from `mapping.result_row` or `mapping.line_row`) and add them to
+    `hourly_counts`, in one transaction of its own, skipping uids already present. Returns how
+    many rows were inserted. Raises the driver's exception on failure."""
+    if not rows:
+        return 0
     driver: Any = (await conn.get_raw_connection()).driver_connection
+    inserted: list[Any] = []
     if conn.dialect.name == "sqlite":
         params = _tuples(rows, sqlite_started_at)
         step = SQLITE_ROWS_PER_STATEMENT
         try:
             for start in range(0, len(params), step):
                 chunk = params[start : start + step]
-                await driver.execute(sqlite_insert(len(chunk)), [v for row in chunk for v in row])
+                sql = sqlite_insert(len(chunk))
+                inserted += await driver.execute_fetchall(sql, [v for row in chunk for v in row])
+            if counts := rollup.increments(inserted):
+                await driver.executemany(rollup.SQLITE_UPSERT, rollup.upsert_params(counts))
             await driver.commit()
         except BaseException:
             await driver.rollback()
             raise
     else:
-        params = _tuples(rows, postgresql_started_at)
+        columns = [list(c) for c in zip(*_tuples(rows, postgresql_started_at), strict=True)]
         async with driver.transaction():
-            await driver.executemany(POSTGRESQL_INSERT, params)
+            inserted = await driver.fetch(POSTGRESQL_INSERT, *columns)
+            if counts := rollup.increments(tuple(r) for r in inserted):
+                await driver.executemany(rollup.POSTGRESQL_UPSERT, rollup.upsert_params(counts))
+    return len(inserted)
 
 
 _BAD_DATA: Final = (

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from probe.config import Config
-from probe.store import tables
+from probe.store import rollup, tables
 from probe.store.mapping import Row, inventory_rows
 
 
@@ -45,6 +45,9 @@ async def _upsert(conn: AsyncConnection, table: Table, rows: Sequence[Row]) -> N
 
 
 async def delete_older_than(conn: AsyncConnection, older_than: datetime) -> int:
+    """Delete the measurements started before `older_than` and take them out of
+    `hourly_counts` (hours left empty go with them); returns how many measurements."""
+    await rollup.subtract_older_than(conn, older_than)
     m = tables.measurements
     result = await conn.execute(delete(m).where(m.c.started_at < older_than))
     return int(result.rowcount)

@@ -115,8 +115,6 @@ class MeasurementRow(Base):
         Index(None, "vantage", "target", "started_at"),
         Index(None, "started_at"),
         Index(None, "verdict"),
-        # curfew report: counts per local hour over a range of local days, from the index alone
-        Index(None, "local_day", "vantage", "target", "local_hour", "verdict"),
     )
 
 
@@ -183,9 +181,29 @@ class BlackoutRow(Base):
     )
 
 
+class HourlyCountRow(Base):
+    """The measurements of one local hour of one (vantage, target), counted as they are written
+    (probe/store/rollup.py): `probes` conclusive ones (ok or blocked), `ok` and `blocked` of
+    them, and `vantage_down` probes that found the whole vantage cut off (not in `probes`).
+    Inconclusive and target_down measurements are not counted; neither are rows without a
+    local day (zone unknown) until `curfew analyze --rebuild` fills it in and recounts."""
+
+    __tablename__ = "hourly_counts"
+
+    vantage: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    target: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    local_day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD
+    local_hour: Mapped[int] = mapped_column(SmallInteger, primary_key=True)  # 0-23
+    probes: Mapped[int] = mapped_column(Integer)
+    ok: Mapped[int] = mapped_column(Integer)
+    blocked: Mapped[int] = mapped_column(Integer)
+    vantage_down: Mapped[int] = mapped_column(Integer)
+
+
 metadata = Base.metadata
 # Core tables for the hot path (bulk inserts need no ORM unit of work).
 measurements = cast(Table, MeasurementRow.__table__)
 vantages = cast(Table, VantageRow.__table__)
 targets = cast(Table, TargetRow.__table__)
 blackouts = cast(Table, BlackoutRow.__table__)
+hourly_counts = cast(Table, HourlyCountRow.__table__)

@@ -16,6 +16,7 @@ from probe.export.report import BLOCKED, DOWN, REACHABLE, ROW_LABEL
 from probe.store import blackouts
 from probe.store.engine import create_engine
 from tests.report.conftest import BLOCKED_HOURS, DAYS, SHUTDOWN, VANTAGE, ZONE
+from tests.store.conftest import execute
 
 SCHEDULE = f"blocked daily 19:55-21:55 {ZONE} on 5 of 5 days, tls_blocked (connection_reset)"
 
@@ -197,3 +198,15 @@ def test_an_unreachable_server_exits_1_with_one_line(capsys: pytest.CaptureFixtu
     assert code == 1
     (line,) = err.splitlines()
     assert line.startswith("curfew: error: ") and "secret" not in line
+
+
+def test_without_hourly_counts_the_cells_are_counted_from_measurements_and_it_says_so(
+    kz_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, rolled_up, _ = report(capsys, "--db", kz_db)
+    assert "cells counted from measurements" not in rolled_up
+    asyncio.run(execute(kz_db, "DELETE FROM hourly_counts"))  # as in a database filled by hand
+    code, counted, _ = report(capsys, "--db", kz_db)
+    assert code == 0
+    assert "cells counted from measurements" in counted.splitlines()[0]
+    assert counted.splitlines()[1:] == rolled_up.splitlines()[1:]
