@@ -27,6 +27,7 @@ from probe.store.engine import create_engine
 
 log = logging.getLogger("curfew.daemon")
 RETENTION_EVERY = 3600.0
+WATCH_EVERY = 3600.0
 
 
 class Daemon:
@@ -53,6 +54,7 @@ class Daemon:
         scheduler = None
         watchdog = None
         retention = None
+        watcher = None
         zones = {v.name: v.timezone for v in config.vantages}
         monitor = Monitor(zones, open_after=config.confirm_count, close_after=config.confirm_count)
         monitor.set_config(zones, pairs_of(config))
@@ -93,6 +95,7 @@ class Daemon:
             scheduler = Scheduler(Prober(config), record, metrics.observe_scheduler_lag)
             scheduler.start()
             retention = asyncio.ensure_future(self._retention(store))
+            watcher = asyncio.ensure_future(self._watch(scheduler, monitor))
             watchdog = sdnotify.Watchdog.from_environment(scheduler.healthy)
             if watchdog is not None:
                 watchdog.start()
@@ -113,10 +116,11 @@ class Daemon:
                 await watchdog.stop()
             log.info("event=stopping grace=%.0fs", config.grace_period)
             cancelled = await scheduler.drain(self.config.grace_period) if scheduler is not None else 0
-            if retention is not None:
-                retention.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await retention
+            for task in (retention, watcher):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if episode_writer is not None:
                 await episode_writer.close()  # one last flush of pending episodes
             await episodes_engine.dispose()
@@ -159,6 +163,16 @@ class Daemon:
             log.warning("event=inventory-sync-failed reason=%s", str(exc).replace(" ", "_")[:200])
         log.info("event=reloaded pairs=%d", len(pairs_of(config)))
         sdnotify.ready()
+
+    async def _watch(self, scheduler: Scheduler, monitor: Monitor) -> None:
+        """Every hour, plan dense probing around the next predicted onsets and offsets."""
+        while True:
+            now = datetime.now(UTC)
+            schedules = monitor.snapshot(now).schedules
+            if schedules:
+                planned = scheduler.plan_watch(schedules, now, horizon=2 * WATCH_EVERY)
+                log.info("event=watch-planned schedules=%d windows=%d", len(schedules), planned)
+            await asyncio.sleep(WATCH_EVERY)
 
     async def _retention(self, store: Store) -> None:
         while True:

@@ -175,3 +175,44 @@ async def test_apply_adds_and_removes_jobs() -> None:
         assert jobs[0].trigger.interval.total_seconds() == 10
     finally:
         await scheduler.drain(0.1)
+
+
+async def test_watch_windows_probe_densely_around_a_predicted_onset() -> None:
+    from datetime import UTC, timedelta
+
+    from probe.episodes.pattern import Schedule
+
+    net = FakeNetwork()
+    cfg = config(interval=600, confirm_interval=1)
+    scheduler = Scheduler(Prober(cfg, measure_fn=net), lambda _: None)
+    scheduler.start()
+    try:
+        now = datetime.now(UTC)
+        onset = (now + timedelta(minutes=5)).replace(second=0, microsecond=0)
+        schedule = Schedule(
+            "kz",
+            "fb",
+            onset.time(),
+            (onset + timedelta(hours=2)).time(),
+            "UTC",
+            10,
+            14,
+            frozenset(range(7)),
+            "tls_blocked",
+            None,
+        )
+        assert scheduler.plan_watch([schedule], now) == 1  # the onset; the offset is past the horizon
+        assert scheduler.plan_watch([schedule], now) == 1  # planning again replaces, not duplicates
+        watches = [job for job in scheduler._aps.get_jobs() if job.id.startswith("watch:kz:fb:")]
+        assert len(watches) == 1
+        trigger = watches[0].trigger
+        assert trigger.interval.total_seconds() == 1
+        assert trigger.end_date == onset + timedelta(seconds=600)
+        assert [s for s in scheduler._aps.get_jobs() if s.id.startswith("watch:") and ":wiki" in s.id] == []
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while sum(1 for v, t, _ in net.calls if (v, t) == ("kz", "fb")) < 3:
+            assert loop.time() - start < 6, net.calls
+            await asyncio.sleep(0.05)
+    finally:
+        await scheduler.drain(1.0)
