@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from probe import __version__
 from probe.commands import analyze, check, db, export, lab, probe, report, run
 from probe.commands.common import EXIT_USAGE
-from probe.config import ConfigError
-from probe.lab.scenario import ScenarioError
 
 COMMANDS = (check, probe, run, db, lab, analyze, export, report)
 
@@ -30,11 +28,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (ConfigError, ScenarioError) as exc:
+    except Exception as exc:
+        if not _bad_file(exc):
+            raise
         # A bad file is the user's to fix: one line naming the file and the key, no traceback.
         print(f"curfew: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return code
+
+
+def _bad_file(exc: Exception) -> bool:
+    """A ConfigError or a ScenarioError. Their modules (pydantic, the lab) are imported only by
+    the commands that read such files, not at start-up: a command that did not import them
+    cannot have raised them."""
+    for module, name in (("probe.config", "ConfigError"), ("probe.lab.scenario", "ScenarioError")):
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(exc, getattr(loaded, name)):
+            return True
+    return False
 
 
 if __name__ == "__main__":

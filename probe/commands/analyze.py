@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from probe.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config, run_async
-from probe.config import Config, load_config
+
+if TYPE_CHECKING:
+    from probe.config import Config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,6 +37,8 @@ def handle(args: argparse.Namespace) -> int:
     if not args.rebuild:
         print("curfew analyze: nothing to do (did you mean --rebuild?)", file=sys.stderr)
         return EXIT_USAGE
+    from probe.config import load_config
+
     config = load_config(args.config)
     try:
         filled, hours, episodes = run_async(rebuild(config))

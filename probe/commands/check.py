@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from probe.commands.common import EXIT_OK, add_config
-from probe.config import load_config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,6 +14,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from probe.config import load_config
+
     config = load_config(args.config)
     print(f"{args.config}: ok ({len(config.vantages)} vantages, {len(config.targets)} targets)")
     return EXIT_OK

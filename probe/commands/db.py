@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from probe.commands.common import EXIT_FAILURE, EXIT_OK, add_config
-from probe.config import load_config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,6 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from probe.config import load_config
     from probe.daemon.logs import redact
     from probe.store import SchemaDrift, StoreError, check, upgrade
 

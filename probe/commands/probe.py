@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from probe.commands.common import EXIT_OK, add_config, run_async
-from probe.config import load_config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,6 +19,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from probe.config import load_config
     from probe.output import to_json_lines, to_table
     from probe.round import run_round
 

@@ -56,7 +56,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def handle(args: argparse.Namespace) -> int:
     import orjson
 
-    from probe.config import load_config
     from probe.daemon.logs import redact
     from probe.export.report import build, render_text, to_json, write_csv
     from probe.store.engine import StoreError
@@ -75,6 +74,8 @@ def handle(args: argparse.Namespace) -> int:
     confirm_count = 2
     url = args.db
     if url is None:
+        from probe.config import load_config  # pydantic: only when there is a config to read
+
         config = load_config(args.config or DEFAULT_CONFIG)
         url = config.database_url
         zones = {v.name: v.timezone for v in config.vantages}

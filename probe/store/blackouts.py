@@ -28,7 +28,8 @@ from probe.episodes.model import BLOCKED_VERDICTS
 from probe.episodes.monitor import Monitor
 from probe.episodes.pattern import local_slot
 from probe.store import tables
-from probe.store.mapping import Row
+
+Row = dict[str, Any]  # not mapping.Row: importing mapping pulls the probe engine into `curfew report`
 
 log = logging.getLogger(__name__)
 
