@@ -171,10 +171,10 @@ async def hourly_cells(
     else:
         filters = (_in(m.c.vantage, f.vantages), _in(m.c.target, f.targets))
         query = counts_query(*_started_within(since, until), *(c for c in filters if c is not None))
-    return {
-        (vantage, target, day, int(hour)): Cell(int(probes), int(ok), int(blocked), int(down))
-        for vantage, target, day, hour, probes, ok, blocked, down in (await conn.execute(query)).all()
-    }
+    rows: Sequence[Any] = (await conn.execute(query)).all()
+    if source == "measurements" and conn.dialect.name == "postgresql":  # SUM: numeric there
+        rows = [(*r[:4], *(int(n) for n in r[4:])) for r in rows]
+    return {(v, t, day, hour): Cell(*counts) for v, t, day, hour, *counts in rows}
 
 
 async def stored_episodes(conn: AsyncConnection, since: date, until: date, f: Filters) -> list[Episode]:
