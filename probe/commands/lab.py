@@ -80,6 +80,19 @@ def add_simulate(lab_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         action="store_true",
         help="fire each pair at the daemon's own offset in its interval (slower; default: one grid)",
     )
+    p.add_argument(
+        "--no-watch",
+        dest="watch",
+        action="store_false",
+        help="no watch windows: do not probe every --confirm-interval around the onsets and offsets "
+        "of inferred schedules (for comparison)",
+    )
+    p.add_argument(
+        "--watch-margin",
+        type=float,
+        default=None,
+        help="seconds watched before and after a predicted onset or offset (600)",
+    )
     # Defaults live in probe.lab.simulate (not imported here: it pulls in the engine and store).
     p.add_argument("--step-timeout", type=float, default=None, help="seconds per probe step (0.5)")
     p.add_argument("--bulk-bytes", type=int, default=None, help="bulk download cap in bytes (262144)")
@@ -140,11 +153,12 @@ def handle_simulate(args: argparse.Namespace) -> int:
             loss=args.loss,
             seed=args.seed,
             spread=args.spread,
+            watch=args.watch,
             vantages=args.vantages,
             targets=args.targets,
             **{
                 name: value
-                for name in ("step_timeout", "bulk_bytes", "bulk_seconds")
+                for name in ("step_timeout", "bulk_bytes", "bulk_seconds", "watch_margin")
                 if (value := getattr(args, name)) is not None
             },
         )
@@ -168,7 +182,8 @@ def describe(summary: Summary) -> str:
     return (
         f"{summary.measurements} measurements from {summary.start:%Y-%m-%d %H:%M} UTC, {state} "
         f"{summary.reached:%Y-%m-%d %H:%M} UTC, in {summary.elapsed:.0f} s ({summary.rate:.0f}/s; "
-        f"{summary.confirmations} confirmation re-probes): {verdicts or 'nothing'}"
+        f"{summary.confirmations} confirmation re-probes, {summary.watches} watch-window probes): "
+        f"{verdicts or 'nothing'}"
     )
 
 

@@ -3,7 +3,8 @@
 The probe and the lab share one Python process and one core, so `run` cuts the span into
 `jobs` consecutive stretches on the interval grid and simulates each in its own process,
 all writing to the same database. Each stretch starts with fresh confirmation state, as the
-daemon does after a restart. Ctrl-C (SIGINT to the process group) or SIGTERM makes every
+daemon does after a restart, and learns its schedules for watch windows afresh (the daemon
+would seed them from the database). Ctrl-C (SIGINT to the process group) or SIGTERM makes every
 worker finish its current instant and flush what it measured.
 """
 
@@ -54,6 +55,7 @@ def merge(summaries: list[Summary], elapsed: float) -> Summary:
         total.measurements += s.measurements
         total.runs += s.runs
         total.confirmations += s.confirmations
+        total.watches += s.watches
         total.verdicts.update(s.verdicts)
         total.stopped |= s.stopped
     if not total.stopped:

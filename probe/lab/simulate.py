@@ -16,6 +16,13 @@ share their controls and overlap their timeouts, which is what makes 14 days of 
 Kazakhstan scenario take minutes. `spread=True` uses the daemon's per-pair offsets instead
 (slower: one instant per pair and slot).
 
+Watch windows (`watch=True`, the default): a `Monitor` is fed every result, as in the daemon,
+and once every 24 h of virtual time the schedules it has inferred so far
+(`probe.episodes.pattern`) give each pair extra probes every `confirm_interval` within
+`watch_margin` of each predicted local onset and offset for the next 24 h
+(`probe.daemon.watch.watch_times`). Before a schedule exists (the first days of a run, or of
+each stretch with `--jobs`) only the normal re-probing applies.
+
     summary = await simulate(load_scenario("kazakhstan-2019"), Simulation(days=14),
                              "sqlite:///kz.db", Path(".sim"))
 """
@@ -36,7 +43,9 @@ from zoneinfo import ZoneInfo
 from probe.config import Config, parse_config
 from probe.daemon.prober import Prober
 from probe.daemon.schedule import Confirmation, advance, spread_offset
+from probe.daemon.watch import DEFAULT_MARGIN, for_pair, watch_times
 from probe.engine import measure
+from probe.episodes.monitor import Monitor
 from probe.lab.lab import Lab
 from probe.lab.scenario import Scenario
 from probe.model import Measurement
@@ -54,6 +63,8 @@ BULK_BYTES = 256 * 1024
 BULK_SECONDS = 0.3
 """A throttled download is cut after this long; 150 kbit/s still shows as ~5 KB."""
 RUN_MARGIN = 5.0
+PLAN_EVERY = 86400.0
+"""Seconds of virtual time between two plannings of watch windows (the daemon: once a day)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,10 @@ class Simulation:
     bulk_bytes: int = BULK_BYTES
     bulk_seconds: float = BULK_SECONDS
     concurrency: int = 64
+    watch: bool = True
+    """Probe every `confirm_interval` around the onsets and offsets of inferred schedules."""
+    watch_margin: float = DEFAULT_MARGIN
+    """Seconds watched before and after each predicted onset and offset."""
 
     def check(self) -> None:
         """Raise ValueError for settings no simulation can run with."""
@@ -88,6 +103,8 @@ class Simulation:
             raise ValueError("--loss must be in [0, 1)")
         if self.step_timeout <= 0 or self.bulk_seconds <= 0 or self.bulk_bytes < 1024:
             raise ValueError("--step-timeout and --bulk-seconds must be > 0, --bulk-bytes >= 1024")
+        if self.watch_margin < 0:
+            raise ValueError("--watch-margin must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -114,6 +131,8 @@ class Summary:
     measurements: int = 0
     runs: int = 0
     confirmations: int = 0
+    watches: int = 0
+    """Runs made for watch windows only (not also a base slot or a confirmation)."""
     elapsed: float = 0.0
     verdicts: Counter[str] = field(default_factory=Counter)
     stopped: bool = False
@@ -216,8 +235,8 @@ def _keep(entries: list[dict[str, Any]], wanted: Iterable[str] | None, kind: str
 
 
 class _Agenda:
-    """Due instants as unix seconds: each pair's base slots, and at most one pending
-    confirmation per pair (a new one replaces it, like the daemon's confirm job)."""
+    """Due instants as unix seconds: each pair's base slots, its watch instants, and at most
+    one pending confirmation per pair (a new one replaces it, like the daemon's confirm job)."""
 
     def __init__(self, config: Config, start: float, end: float, spread: bool) -> None:
         self.end = end
@@ -242,26 +261,79 @@ class _Agenda:
         self._confirm_at[pair] = round(when, 6)
         self._push(when, pair, "confirm")
 
-    def next(self) -> tuple[float, list[Pair], int] | None:
-        """The next instant, the pairs due at it (in order of first scheduling) and how
-        many of them are confirmations; None when the span is done."""
+    def watch(self, pair: Pair, when: float) -> None:
+        self._push(when, pair, "watch")
+
+    def peek(self) -> float | None:
+        """The earliest instant queued (perhaps a replaced confirmation); None when empty."""
+        return self._heap[0][0] if self._heap else None
+
+    def next(self) -> tuple[float, list[Pair], int, int] | None:
+        """The next instant, the pairs due at it (in order of first scheduling), how many of
+        them are confirmations and how many are due for a watch window only; None when the
+        span is done."""
         while self._heap:
             when = self._heap[0][0]
             due: dict[Pair, None] = {}
+            watched: set[Pair] = set()
+            regular: set[Pair] = set()
             confirmations = 0
             while self._heap and self._heap[0][0] == when:
                 _, _, pair, kind = heapq.heappop(self._heap)
                 if kind == "probe":
                     self._push(when + self._intervals[pair], pair, "probe")
+                    regular.add(pair)
+                elif kind == "watch":
+                    watched.add(pair)
                 elif self._confirm_at.get(pair) == when:
                     del self._confirm_at[pair]
                     confirmations += 1
+                    regular.add(pair)
                 else:
                     continue  # replaced by a later confirmation
                 due[pair] = None
             if due:
-                return when, list(due), confirmations
+                return when, list(due), confirmations, len(watched - regular)
         return None
+
+
+class _Watch:
+    """The daemon's `Monitor`, fed every result, and the watch windows planned from the
+    schedules it infers, once every `PLAN_EVERY` seconds of virtual time."""
+
+    def __init__(self, config: Config, sim: Simulation, start: float) -> None:
+        zones = {v.name: v.timezone for v in config.vantages}
+        self.monitor = Monitor(zones, open_after=sim.confirm_count, close_after=sim.confirm_count)
+        self.intervals = {
+            (v.name, t.name): t.interval or config.interval for v in config.vantages for t in config.targets
+        }
+        self.monitor.set_config(zones, self.intervals)
+        self.sim = sim
+        self.start = start
+        self.next_plan = start
+
+    def plan(self, agenda: _Agenda) -> None:
+        """Queue the watch instants of the next `PLAN_EVERY` seconds."""
+        begin = dt.datetime.fromtimestamp(self.next_plan, dt.UTC)
+        self.next_plan += PLAN_EVERY
+        end = dt.datetime.fromtimestamp(self.next_plan, dt.UTC)
+        schedules = self.monitor.snapshot(begin).schedules
+        for pair, interval in self.intervals.items():
+            mine = for_pair(schedules, *pair)
+            if not mine:
+                continue
+            # On the pair's own grid, so watch probes and base slots coincide where they meet.
+            phase = self.start + (spread_offset(*pair, interval) if self.sim.spread else 0.0)
+            times = watch_times(
+                mine,
+                begin,
+                end,
+                confirm_interval=self.sim.confirm_interval,
+                margin=self.sim.watch_margin,
+                phase=phase,
+            )
+            for t in times:
+                agenda.watch(pair, t.timestamp())
 
 
 def _controls_first(config: Config, pairs: list[Pair]) -> list[Pair]:
@@ -305,14 +377,21 @@ async def simulate(
 
         prober = Prober(config, clock, measure_fn=measure_pair)
         agenda = _Agenda(config, start.timestamp(), end.timestamp(), sim.spread)
+        watch = _Watch(config, sim, start.timestamp()) if sim.watch else None
         states: dict[Pair, Confirmation] = {}
         deadline = config.probe.timeouts.total * 2 + RUN_MARGIN
         store = await Store.open(database_url, state_dir / "spool", migrate=migrate)
         began = time.monotonic()
         try:
             await store.sync_inventory(config)
-            while not stop.is_set() and (due := agenda.next()) is not None:
-                when, pairs, confirmations = due
+            while not stop.is_set():
+                upcoming = agenda.peek()
+                if watch is not None and upcoming is not None and upcoming >= watch.next_plan:
+                    watch.plan(agenda)  # before anything of the new day runs
+                    continue
+                if (due := agenda.next()) is None:
+                    break
+                when, pairs, confirmations, watches = due
                 clock.current = dt.datetime.fromtimestamp(when, dt.UTC)
                 lab.set_time(clock.current)
                 pairs = _controls_first(config, pairs)
@@ -325,6 +404,9 @@ async def simulate(
                             continue  # abandoned like the daemon's; the pair fires again later
                         raise results
                     _record(store, results, summary)
+                    if watch is not None:
+                        for result in results:
+                            watch.monitor.observe(result)
                     after = advance(
                         states.get(pair, Confirmation()), results[0].analysis.verdict, sim.confirm_count
                     )
@@ -333,6 +415,7 @@ async def simulate(
                         agenda.confirm(pair, when + sim.confirm_interval)
                 summary.runs += len(pairs)
                 summary.confirmations += confirmations
+                summary.watches += watches
                 summary.reached = clock.current
                 summary.elapsed = time.monotonic() - began
                 if on_progress is not None:
