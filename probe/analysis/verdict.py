@@ -34,6 +34,10 @@ Blocking = Literal["dns", "tcp_ip", "tls", "http-diff", "http-failure", "throttl
 
 THROTTLING_FACTOR: Final = 10.0
 """A target this many times slower than the controls (dd-007) is throttled."""
+THROTTLING_CEILING_BPS: Final = 5_000_000.0
+"""...and only if it is slow in absolute terms. Policers seen in the wild hold a flat rate far
+below this (Russia/Twitter 2021: 130-150 kbit/s); a target at tens of Mbit/s next to a faster
+control is a busy machine or a far CDN, not a censor (seen in the lab under CPU contention)."""
 
 _CONNECTIVITY: Final[tuple[Operation, ...]] = ("dns", "tcp_connect", "tls_handshake", "http_request")
 
@@ -451,7 +455,7 @@ def _throughput(
         return _ok(ok_reason + " (no control throughput to compare)", dns, http_diff)
     control_rate = statistics.median(control_rates)
     ratio = rate / control_rate
-    slower_than_controls = rate * THROTTLING_FACTOR <= control_rate
+    slower_than_controls = rate * THROTTLING_FACTOR <= control_rate and rate <= THROTTLING_CEILING_BPS
     slower_than_baseline = baseline_bps is None or rate * THROTTLING_FACTOR <= baseline_bps
     if slower_than_controls and slower_than_baseline:
         slowdown = f"{1 / ratio:.0f}x slower" if ratio > 0 else "stalled, far slower"
@@ -467,7 +471,9 @@ def _throughput(
             dns_consistency=dns.consistency,
             throughput_ratio=ratio,
         )
-    if slower_than_controls:
+    if rate * THROTTLING_FACTOR <= control_rate and rate > THROTTLING_CEILING_BPS:
+        why = f"slower than the control targets but still {rate / 1e6:.0f} Mbit/s: not a policer's rate"
+    elif slower_than_controls:
         why = f"slower than the control targets but within {THROTTLING_FACTOR:.0f}x of its baseline"
     else:
         why = f"throughput within {THROTTLING_FACTOR:.0f}x of the control targets (ratio {ratio:.2f})"

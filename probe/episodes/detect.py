@@ -3,7 +3,9 @@
 Per (vantage, target): an episode opens after `open_after` blocked verdicts in a row and
 closes after `close_after` ok verdicts in a row; `inconclusive` and `target_down` are
 skipped (they neither open nor close, nor break a run). With the default of 2, one lost
-probe (a lone timeout between two oks) never makes an episode.
+probe (a lone timeout between two oks) never makes an episode; and the run must agree on
+the technique (verdict and failure), since a censor answers the same way every time while
+random loss does not.
 
 Per vantage: `vantage_down` verdicts make one vantage-shutdown episode (target None), not one
 per target. It opens once some target has seen `open_after` `vantage_down` verdicts in a row
@@ -63,6 +65,7 @@ class _Detector:
         self.probes = 0
         self.bad_runs: Counter[str] = Counter()
         self.good_runs: Counter[str] = Counter()
+        self.run_technique: Technique | None = None  # what the current run of dark verdicts saw
         self.episode: Episode | None = None
 
     def bad(self, source: str, at: datetime, verdict: str, failure: str | None) -> list[EpisodeEvent]:
@@ -76,6 +79,12 @@ class _Detector:
         if self.episode is not None:
             self.episode = self._current(self.episode.onset_after)
             return [EpisodeEvent("updated", self.episode)]
+        technique = (verdict, failure)
+        if self.target is not None and self.run_technique != technique:
+            # Censorship answers the same way every time; random loss does not (a DNS timeout,
+            # then a reset): a change of technique starts the run again.
+            self.bad_runs[source] = 0
+            self.run_technique = technique
         self.bad_runs[source] += 1
         if self.bad_runs[source] < self.open_after:
             return []
@@ -113,6 +122,7 @@ class _Detector:
         self.probes = 0
         self.bad_runs.clear()
         self.good_runs.clear()
+        self.run_technique = None
 
     def _current(self, onset_after: datetime | None) -> Episode:
         assert self.first_bad is not None

@@ -529,3 +529,11 @@ def test_interception_on_an_unvouched_geo_address_is_still_mitm() -> None:
         "tls_handshake",
         "ssl_unknown_authority",
     )
+
+
+def test_fast_but_relatively_slower_is_not_throttling() -> None:
+    # 36 Mbit/s beside a 1.4 Gbit/s control (a busy machine, a far CDN): no policer runs that fast.
+    m = measurement(throughput_obs=throughput(36_000_000))
+    result = analyze(m, controls=[control(throughput_obs=throughput(1_400_000_000))])
+    assert result.verdict == "ok"
+    assert "not a policer" in result.reason

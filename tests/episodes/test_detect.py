@@ -61,6 +61,12 @@ def spans(episodes: list[Episode]) -> list[tuple[str | None, float, float | None
         ("..TT....TT..", [("youtube", 1.5, 3.5, "tls_blocked", 2), ("youtube", 7.5, 9.5, "tls_blocked", 2)]),
         ("..CTTTC..", [("youtube", 1.5, 6.5, "tls_blocked", 5)]),  # mixed: the dominant technique wins
         ("..CCTT..", [("youtube", 1.5, 5.5, "tcp_blocked", 4)]),  # a tie: the one seen first
+        ("..CT..", []),  # two failures that disagree are noise (loss), not a censor
+        ("..DTDC..", []),  # ... however many, as long as no technique repeats
+        (
+            "..DTT..",
+            [("youtube", 1.5, 4.5, "tls_blocked", 3)],
+        ),  # a repeat opens it; onset from the first dark
     ],
 )
 def test_hysteresis(verdicts: str, expected: list[tuple[str, float, float | None, str, int]]) -> None:
