@@ -100,7 +100,7 @@ async def _query(
         return await _doh(dns.message.make_query(name, rdtype), net, timeout)
     query, wire = _fresh_query(name, rdtype)
     try:
-        return await _udp(query, wire, net)
+        return await _udp(query, wire, net, timeout)
     except dns.message.Truncated:
         return await dns.asyncquery.tcp(
             query,
@@ -130,8 +130,17 @@ def _fresh_query(name: str, rdtype: dns.rdatatype.RdataType) -> tuple[dns.messag
     return query, query.id.to_bytes(2, "big") + wire[2:]
 
 
-async def _udp(query: dns.message.Message, wire: bytes, net: VantageNetwork) -> dns.message.Message:
-    """What dnspython's `udp_with_fallback` does over UDP, on a connected socket.
+UDP_TRIES = 3
+"""Send a UDP query up to this many times within the step's deadline, like a stub resolver
+(resolv.conf's `attempts`): one lost datagram is the network's noise, not a censor's silence.
+A censor that drops the query drops the retries too, so a dns_timeout block still times out."""
+
+
+async def _udp(
+    query: dns.message.Message, wire: bytes, net: VantageNetwork, timeout: float
+) -> dns.message.Message:
+    """What dnspython's `udp_with_fallback` does over UDP, on a connected socket, retransmitting
+    the same query every timeout/UDP_TRIES seconds until a reply comes.
 
     Raises `dns.message.Truncated` (the caller retries over TCP), `dns.query.BadResponse`
     for a reply to some other question, `OSError` or a parse error.
@@ -144,8 +153,14 @@ async def _udp(query: dns.message.Message, wire: bytes, net: VantageNetwork) -> 
         if net.source_address is not None:
             sock.bind((net.source_address, 0))
         sock.connect((host, net.resolver_port or 53))  # replies from elsewhere never reach us
-        await loop.sock_sendall(sock, wire)
-        data = await loop.sock_recv(sock, 65535)
+        for attempt in range(UDP_TRIES):
+            await loop.sock_sendall(sock, wire)
+            try:
+                async with asyncio.timeout(None if attempt == UDP_TRIES - 1 else timeout / UDP_TRIES):
+                    data = await loop.sock_recv(sock, 65535)
+                break
+            except TimeoutError:
+                continue  # the caller's deadline bounds the last attempt
     reply = dns.message.from_wire(data, raise_on_truncation=True)
     if not query.is_response(reply):
         raise dns.query.BadResponse
