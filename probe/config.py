@@ -191,6 +191,12 @@ class Config(_Model):
         return value
 
     @property
+    def episode_min_span(self) -> float:
+        """Seconds a run of dark verdicts must span before it is an episode: the confirmation
+        re-probes' own span, so two lost probes seconds apart never make one."""
+        return self.confirm_interval * self.confirm_count
+
+    @property
     def database_url(self) -> str:
         return self.database or f"sqlite:///{self.data_dir / 'curfew.db'}"
 

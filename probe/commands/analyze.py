@@ -69,7 +69,9 @@ async def rebuild(config: Config) -> tuple[int, int, int]:
         async with engine.begin() as conn:
             filled = await blackouts.fill_local_time(conn, zones)
             hours = await rollup.recount(conn)
-            episodes = await blackouts.rebuild(conn, zones, config.confirm_count, config.confirm_count)
+            episodes = await blackouts.rebuild(
+                conn, zones, config.confirm_count, config.confirm_count, config.episode_min_span
+            )
     except DBAPIError as exc:
         raise StoreError(str(exc.orig) or type(exc.orig).__name__) from exc
     finally:

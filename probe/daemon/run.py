@@ -56,7 +56,12 @@ class Daemon:
         retention = None
         watcher = None
         zones = {v.name: v.timezone for v in config.vantages}
-        monitor = Monitor(zones, open_after=config.confirm_count, close_after=config.confirm_count)
+        monitor = Monitor(
+            zones,
+            open_after=config.confirm_count,
+            close_after=config.confirm_count,
+            min_span=config.episode_min_span,
+        )
         monitor.set_config(zones, pairs_of(config))
         episodes_engine = create_engine(config.database_url)
         episode_writer: blackouts.BlackoutWriter | None = None

@@ -52,11 +52,15 @@ class _Detector:
     good verdict from any target resets every run, since it shows the vantage working.
     """
 
-    def __init__(self, vantage: str, target: str | None, open_after: int, close_after: int) -> None:
+    def __init__(
+        self, vantage: str, target: str | None, open_after: int, close_after: int, min_span: float = 0.0
+    ) -> None:
         self.vantage = vantage
         self.target = target
         self.open_after = open_after
         self.close_after = close_after
+        self.min_span = min_span
+        self.run_started: datetime | None = None  # when the current run of agreeing dark verdicts began
         self.last_good: datetime | None = None
         self.first_bad: datetime | None = None  # first dark measurement since the last good one
         self.last_bad: datetime | None = None
@@ -85,8 +89,15 @@ class _Detector:
             # then a reset): a change of technique starts the run again.
             self.bad_runs[source] = 0
             self.run_technique = technique
+            self.run_started = None
+        if self.run_started is None:
+            self.run_started = at
         self.bad_runs[source] += 1
         if self.bad_runs[source] < self.open_after:
+            return []
+        if (at - self.run_started).total_seconds() < self.min_span:
+            # Re-probes come seconds apart: two lost ones in a row are noise that a censor's
+            # block outlasts. The run must also span `min_span` before it is an episode.
             return []
         self.bad_runs.clear()
         self.episode = self._current(self.last_good)
@@ -123,6 +134,7 @@ class _Detector:
         self.bad_runs.clear()
         self.good_runs.clear()
         self.run_technique = None
+        self.run_started = None
 
     def _current(self, onset_after: datetime | None) -> Episode:
         assert self.first_bad is not None
@@ -155,11 +167,17 @@ class Tracker:
     ['opened']
     """
 
-    def __init__(self, open_after: int = DEFAULT_OPEN_AFTER, close_after: int = DEFAULT_CLOSE_AFTER) -> None:
-        if open_after < 1 or close_after < 1:
-            raise ValueError("open_after and close_after must be at least 1")
+    def __init__(
+        self,
+        open_after: int = DEFAULT_OPEN_AFTER,
+        close_after: int = DEFAULT_CLOSE_AFTER,
+        min_span: float = 0.0,
+    ) -> None:
+        if open_after < 1 or close_after < 1 or min_span < 0:
+            raise ValueError("open_after and close_after must be at least 1, min_span >= 0")
         self.open_after = open_after
         self.close_after = close_after
+        self.min_span = min_span
         self._targets: dict[tuple[str, str], _Detector] = {}
         self._vantages: dict[str, _Detector] = {}
 
@@ -181,7 +199,9 @@ class Tracker:
         key = (o.vantage, o.target)
         target = self._targets.get(key)
         if target is None:
-            target = self._targets[key] = _Detector(o.vantage, o.target, self.open_after, self.close_after)
+            target = self._targets[key] = _Detector(
+                o.vantage, o.target, self.open_after, self.close_after, self.min_span
+            )
         if o.verdict in BLOCKED_VERDICTS:
             events += target.bad(o.target, o.started_at, o.verdict, o.failure)
         elif o.verdict == "ok":
@@ -198,10 +218,11 @@ def detect(
     rows: Iterable[Observation],
     open_after: int = DEFAULT_OPEN_AFTER,
     close_after: int = DEFAULT_CLOSE_AFTER,
+    min_span: float = 0.0,
 ) -> list[Episode]:
     """Every episode in `rows` (sorted here by start time), closed ones and those still open,
     each in its final state, in the order they opened."""
-    tracker = Tracker(open_after, close_after)
+    tracker = Tracker(open_after, close_after, min_span)
     found: dict[tuple[str, str | None, datetime], Episode] = {}
     for row in sorted(rows, key=lambda r: r.started_at):
         for event in tracker.observe(row):

@@ -57,10 +57,11 @@ class Monitor:
         open_after: int = DEFAULT_OPEN_AFTER,
         close_after: int = DEFAULT_CLOSE_AFTER,
         days: int = DEFAULT_WINDOW_DAYS,
+        min_span: float = 0.0,
     ) -> None:
         self.days = days
         self._lock = threading.Lock()
-        self._tracker = Tracker(open_after, close_after)
+        self._tracker = Tracker(open_after, close_after, min_span)
         self._zones = {v: ZoneInfo(z) for v, z in zones.items()}
         self._pairs: tuple[Pair, ...] = ()
         self._hourly = HourlyCounts()

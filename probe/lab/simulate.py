@@ -303,7 +303,12 @@ class _Watch:
 
     def __init__(self, config: Config, sim: Simulation, start: float) -> None:
         zones = {v.name: v.timezone for v in config.vantages}
-        self.monitor = Monitor(zones, open_after=sim.confirm_count, close_after=sim.confirm_count)
+        self.monitor = Monitor(
+            zones,
+            open_after=sim.confirm_count,
+            close_after=sim.confirm_count,
+            min_span=sim.confirm_interval * sim.confirm_count,
+        )
         self.intervals = {
             (v.name, t.name): t.interval or config.interval for v in config.vantages for t in config.targets
         }

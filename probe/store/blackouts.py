@@ -152,10 +152,11 @@ async def rebuild(
     zones: Mapping[str, str],
     open_after: int = DEFAULT_OPEN_AFTER,
     close_after: int = DEFAULT_CLOSE_AFTER,
+    min_span: float = 0.0,
 ) -> int:
     """Delete every episode and detect them again from all of `measurements`, with the same
     `Tracker` the daemon runs; returns how many episodes there are now. Run in a transaction."""
-    tracker = Tracker(open_after, close_after)
+    tracker = Tracker(open_after, close_after, min_span)
     found: dict[tuple[str, str | None, datetime], Episode] = {}
     query = select(m.c.vantage, m.c.target, m.c.started_at, m.c.verdict, m.c.failure).order_by(
         m.c.started_at, m.c.id

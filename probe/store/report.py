@@ -206,7 +206,8 @@ async def detected_episodes(
         _in(m.c.vantage, f.vantages),
     )
     rows = [Observation(*row) for row in (await conn.execute(query)).all()]
-    found = detect(rows, confirm_count, confirm_count)
+    # Without a config: the defaults' confirmation span (2 re-probes 30 s apart).
+    found = detect(rows, confirm_count, confirm_count, min_span=30.0 * confirm_count)
     return [e for e in found if not f.targets or e.target is None or e.target in f.targets]
 
 

@@ -135,6 +135,10 @@ def observations(db: Path) -> list[Observation]:
     ]
 
 
+EPISODE_MIN_SPAN = 60.0  # confirm_interval 30 s x confirm_count 2, as Config.episode_min_span
+
+
 def episodes(db: Path) -> list[Episode]:
     """Episodes detected from the stored rows, as `curfew analyze --rebuild` would find them."""
-    return detect(observations(db))
+    # As the daemon and `curfew analyze --rebuild` run it: the run must span the confirmations.
+    return detect(observations(db), min_span=EPISODE_MIN_SPAN)

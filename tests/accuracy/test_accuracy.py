@@ -66,12 +66,6 @@ def test_the_stripe_stays_at_20h_local_across_the_offset_change(simulated: Simul
         assert -5 <= minutes <= 10, (start, e.started_at)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: 3% loss per connection/query fails ~4% of probes with a blocking verdict; "
-    "a lost base probe followed by a lost confirmation 30 s later opens a 2-probe episode "
-    "(about 50 in 14 days); hysteresis of 2 in a row is not enough",
-)
 def test_three_percent_loss_for_14_days_makes_no_episode(simulated: Simulated) -> None:
     db, summary = result(simulated, "loss")
     rows = observations(db)

@@ -178,3 +178,27 @@ def test_open_after_1_and_close_after_3() -> None:
 def test_counts_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Tracker(open_after=0)
+
+
+def test_a_run_must_span_min_span_before_it_is_an_episode() -> None:
+    seconds = [0, 30, 60, 90]  # re-probes every 30 s
+    two = [
+        Observation("kz", "youtube", T0 + timedelta(seconds=s), v)
+        for s, v in zip(seconds, ["ok", "T", "T", "ok"], strict=True)
+    ]
+    two = [
+        o
+        if o.verdict == "ok"
+        else Observation(o.vantage, o.target, o.started_at, "tls_blocked", "connection_reset")
+        for o in two
+    ]
+    assert detect(two, min_span=60) == []  # two lost re-probes 30 s apart: noise
+    assert len(detect(two)) == 1  # without the span rule it would open
+    three = [
+        *two[:3],
+        Observation("kz", "youtube", T0 + timedelta(seconds=90), "tls_blocked", "connection_reset"),
+    ]
+    (episode,) = detect(three, min_span=60)
+    assert episode.onset_before == T0 + timedelta(
+        seconds=30
+    )  # the onset still counts from the first dark probe
