@@ -108,10 +108,12 @@ def test_loss_fails_probes_at_the_configured_rate(tmp_path: Path) -> None:
     summary = asyncio.run(simulate(no_rules, sim, f"sqlite:///{db}", tmp_path / "state"))
     stored = rows(db)
     failed = [r for r in stored if r["failure"] is not None]
-    # A probe makes three lossy attempts: the A and AAAA queries and the connection.
-    expected = 1 - (1 - loss) ** 3
+    # Lossy attempts per probe: its connection, and the bulk download's for targets with one.
+    # DNS queries are retransmitted (3 tries), so DNS fails a probe only when all are lost.
+    low, high = loss, 1 - (1 - loss) ** 2 + loss**3
+    rate = len(failed) / len(stored)
     assert summary.measurements == len(stored) >= 150
-    assert abs(len(failed) / len(stored) - expected) < 0.1, (len(failed), len(stored))
+    assert low - 0.05 <= rate <= high + 0.05, (len(failed), len(stored))
     assert {r["failure"] for r in failed} <= {"connection_reset", "generic_timeout_error"}
 
 
