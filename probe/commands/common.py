@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 EXIT_OK = 0
@@ -13,8 +13,6 @@ EXIT_USAGE = 2
 DEFAULT_CONFIG = "config/curfew.yaml"
 
 T = TypeVar("T")
-Handler = Callable[[argparse.Namespace], int]
-Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

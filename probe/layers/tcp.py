@@ -26,21 +26,28 @@ async def connect(
     sock: socket.socket | None = None
     failure: str | None = None
     try:
-        async with asyncio.timeout(timeout):
-            if net.proxy is not None:
-                sock = await _via_proxy(address, port, net, timeout)
-            else:
-                sock = net.new_socket(address)
-                await asyncio.get_running_loop().sock_connect(sock, (address, port))
+        sock = await _open(address, port, net, timeout)
     except TimeoutError:
         failure = failures.GENERIC_TIMEOUT
     except Exception as exc:  # every network error becomes data
         failure = failures.classify(exc)
-    if failure is not None and sock is not None:
-        sock.close()
-        sock = None
     obs = TcpObservation(address=address, port=port, t0=t0, t=clock.monotonic() - origin, failure=failure)
     return obs, sock
+
+
+async def _open(address: str, port: int, net: VantageNetwork, timeout: float) -> socket.socket:
+    """A connected non-blocking socket, directly or through the vantage's proxy; raises on failure
+    (TimeoutError past `timeout`) and never leaves a half-made socket open."""
+    async with asyncio.timeout(timeout):
+        if net.proxy is not None:
+            return await _via_proxy(address, port, net, timeout)
+        sock = net.new_socket(address)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, (address, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
 
 async def _via_proxy(host: str, port: int, net: VantageNetwork, timeout: float) -> socket.socket:
@@ -59,17 +66,9 @@ async def idle_reset(address: str, port: int, net: VantageNetwork, wait: float) 
     connection could not even be made (the question has no answer).
     """
     loop = asyncio.get_running_loop()
-    sock: socket.socket | None = None
     try:
-        async with asyncio.timeout(wait + 5.0):
-            if net.proxy is not None:
-                sock = await _via_proxy(address, port, net, wait + 5.0)
-            else:
-                sock = net.new_socket(address)
-                await loop.sock_connect(sock, (address, port))
+        sock = await _open(address, port, net, wait + 5.0)
     except Exception:
-        if sock is not None:
-            sock.close()
         return None
     try:
         async with asyncio.timeout(wait):
