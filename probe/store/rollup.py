@@ -2,9 +2,11 @@
 
 `curfew report` and the `hourly_reachability` view read these counts (about 500 rows per series
 per 21 days) instead of grouping millions of measurements. The writer keeps them in the same
-transaction as the measurements (bulk.py): it inserts the batch with ``ON CONFLICT (uid) DO
-NOTHING RETURNING`` the columns counted here, so only rows actually inserted are counted and a
-replayed batch adds nothing; `increments` folds them per hour in Python and `UPSERT` adds them:
+transaction as the measurements (bulk.py), and counts only rows actually inserted (``ON CONFLICT
+(uid) DO NOTHING``), so a replayed batch adds nothing. On PostgreSQL the INSERT returns the
+columns counted here, `increments` folds them per hour in Python and `POSTGRESQL_UPSERT` adds
+them; on SQLite `sqlite_add_inserted()` groups the batch's new rows (ids above the highest before
+it) in SQL. Both end in
 
     INSERT ... ON CONFLICT (vantage, target, local_day, local_hour)
     DO UPDATE SET probes = hourly_counts.probes + excluded.probes, ...
@@ -15,11 +17,13 @@ replayed batch adds nothing; `increments` folds them per hour in Python and `UPS
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import bindparam, case, delete, func, insert, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, literal_column, select, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from probe.episodes.model import BLOCKED_VERDICTS, VANTAGE_DOWN
@@ -82,7 +86,6 @@ def upsert(placeholders: list[str]) -> str:
     )
 
 
-SQLITE_UPSERT: Final = upsert(["?"] * 8)
 POSTGRESQL_UPSERT: Final = upsert([f"${i}" for i in range(1, 9)])
 
 
@@ -113,6 +116,18 @@ def counts_query(*where: Any) -> Any:
         )
         .group_by(m.c.vantage, m.c.target, m.c.local_day, m.c.local_hour)
     )
+
+
+@functools.cache
+def sqlite_add_inserted() -> str:
+    """SQLite: add the measurements with an id above the one parameter (those the current
+    transaction inserted, its write lock held since before the insert) to `hourly_counts`,
+    grouped in SQL: no row goes back through Python."""
+    stmt = sqlite.insert(hc).from_select([*KEY, *COUNTS], counts_query(m.c.id > literal_column("?")))
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(KEY), set_={c: hc.c[c] + stmt.excluded[c] for c in COUNTS}
+    )
+    return str(stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
 
 
 async def recount(conn: AsyncConnection) -> int:

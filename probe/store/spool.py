@@ -4,9 +4,12 @@ The spool is a directory of numbered segment files (``0000000000000042.spool``),
 measurement (tab-separated JSON, see `mapping.spool_line`).
 `append` writes a line straight to the current segment with one unbuffered write, so it is in
 the OS's hands as soon as `submit` returns and survives the process being killed; a segment is
-closed after `batch_size` lines (or by the writer's timer), fsynced, written to the database
-in one transaction and only then deleted. After a crash the remaining segments are replayed in
-order; replays are harmless because the database ignores a uid it already has.
+closed after `batch_size` lines (or by the writer's timer), written to the database in one
+transaction and only then deleted. Segments are fsynced when a write fails (the database is
+down: they may wait there for hours) and at close; not before a write that succeeds, which
+follows within milliseconds (the database's own commit is then what keeps the rows). After a
+crash the remaining segments are replayed in order; replays are harmless because the database
+ignores a uid it already has.
 
 Rows of the first segments are also kept in memory (up to `memory_rows`) so the writer does
 not re-read what it just wrote; past that bound, while the database is down, segments live on

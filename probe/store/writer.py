@@ -58,6 +58,7 @@ class Store:
         self, engine: AsyncEngine, spool: Spool, *, flush_interval: float, upgrade_url: str | None = None
     ) -> None:
         self._engine = engine
+        self._inserter = bulk.inserter(engine)
         self._spool = spool
         self._flush_interval = flush_interval
         self._upgrade_url = upgrade_url  # set while migrations are still to run
@@ -148,6 +149,7 @@ class Store:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._spool.close()
+            await self._inserter.close()
             await self._engine.dispose()
 
     async def sync_inventory(self, config: Config) -> None:
@@ -225,13 +227,10 @@ class Store:
                 await asyncio.to_thread(_upgrade, self._upgrade_url)
                 log.info("database migrated; writing %d spooled measurements", self._spool.pending)
                 self._upgrade_url = None
-            if self._spool.unsynced():
-                await asyncio.to_thread(self._spool.sync)
             for seg in segments:
                 rows += seg.rows if seg.rows is not None else await asyncio.to_thread(self._spool.rows, seg)
             if rows:
-                async with self._engine.connect() as conn:
-                    await bulk.insert_measurements(conn, rows)
+                await self._inserter.insert(rows)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -255,15 +254,14 @@ class Store:
         """A batch the database refused: write what it takes, set the rest aside on disk."""
         rows = seg.rows if seg.rows is not None else await asyncio.to_thread(self._spool.rows, seg)
         rejected = []
-        async with self._engine.connect() as conn:
-            for row in rows:
-                try:
-                    await bulk.insert_measurements(conn, [row])
-                except Exception as exc:
-                    if not _is_bad_data(exc):
-                        raise
-                    rejected.append(row)
-                    log.error("measurement %s refused by the database: %s", row.get("uid"), _describe(exc))
+        for row in rows:
+            try:
+                await self._inserter.insert([row])
+            except Exception as exc:
+                if not _is_bad_data(exc):
+                    raise
+                rejected.append(row)
+                log.error("measurement %s refused by the database: %s", row.get("uid"), _describe(exc))
         if rejected:
             path = await asyncio.to_thread(
                 self._spool.quarantine, seg, rejected, [spool_line(r) for r in rejected]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from dataclasses import replace
@@ -81,6 +82,28 @@ async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
         sync = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
     await engine.dispose()
     assert (mode, sync) == ("wal", 1)  # 1 = NORMAL
+
+
+async def test_sqlite_checkpoints_keep_the_wal_small_while_writing(tmp_path: Path) -> None:
+    """The writer's connection leaves checkpoints to a thread of their own (its own
+    auto-checkpoint is a 64 MiB backstop): that thread must keep up, or the WAL would hold
+    everything written and a reader would wade through it."""
+    db = tmp_path / "curfew.db"
+    store = await open_store(f"sqlite:///{db}", tmp_path / "spool", batch_size=500)
+    wal_sizes = []
+    for batch in range(16):  # ~40 MB of rows
+        for r in results(500, start=T0 + timedelta(hours=batch)):
+            store.submit(r)
+        await store.flush()
+        wal_sizes.append(Path(f"{db}-wal").stat().st_size)
+    await store.close()
+    written = db.stat().st_size
+    assert written > 30_000_000  # the rows are in the database file, not only in the WAL
+    assert max(wal_sizes) < 16_000_000, wal_sizes  # a few batches at most, never everything
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT count(*) FROM measurements").fetchone() == (8000,)
 
 
 async def test_same_uid_twice_is_one_row(database_url: str, spool_dir: Path, rows: Any) -> None:

@@ -1,0 +1,187 @@
+"""SQLite's hot path: batches written by one thread on its own connection, checkpoints beside it.
+
+Why not aiosqlite (which SQLAlchemy's async SQLite uses for everything else): each of its calls
+is a hop from the event loop to its thread and back, and each hop waits for the GIL, which the
+event loop holds while it encodes the next measurements. A batch was five hops (BEGIN, INSERT,
+the rollup, COMMIT, ...). Here a batch is one call into a dedicated thread, which takes the GIL
+to bind the values and releases it for the whole multi-row INSERT (one `sqlite3_step`, up to
+SQLite's variable limit of rows), so SQLite writes on one core while Python encodes on the other.
+
+Checkpoints (copying the WAL back into the database file, and the fsyncs that go with them)
+were a third of the writer's time when they ran inside its COMMIT (SQLite's auto-checkpoint).
+This connection's auto-checkpoint is set far out as a backstop, and after each commit a
+PASSIVE checkpoint runs on a second thread and connection, if one is not already running; it
+never blocks the writer and the writer never waits for it (SQLite's "checkpoint in a separate
+thread", https://www.sqlite.org/wal.html#application_initiated_checkpoints).
+
+The batch: ``BEGIN IMMEDIATE`` (the write lock first, so no other writer's rows can fall in
+between), the highest id, the multi-row ``INSERT ... ON CONFLICT (uid) DO NOTHING``, then
+`rollup.sqlite_add_inserted()` counts the rows above that id (only those this batch inserted;
+a replayed uid is skipped, so it is not counted twice) into `hourly_counts`, and COMMIT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from probe.store import rollup
+from probe.store.engine import SQLITE_BUSY_TIMEOUT_MS
+from probe.store.mapping import Row
+
+log = logging.getLogger(__name__)
+
+WAL_BACKSTOP_PAGES: Final = 16_384
+"""The writer's own auto-checkpoint (64 MiB of 4 KiB pages): reached only if the checkpoint
+thread falls behind."""
+JOURNAL_SIZE_LIMIT: Final = 32 * 1024 * 1024
+"""Bytes the WAL file is cut back to after a checkpoint has emptied it."""
+CACHE_KIB: Final = 8 * 1024
+"""The writer's page cache: a 500-row batch (~2.5 MB) and its index pages fit without spilling
+to the WAL before COMMIT. SQLite's default is 2 MiB."""
+
+
+def started_at_text(value: datetime) -> str:
+    """What `tables.UTCDateTime` stores on SQLite: naive UTC text with microseconds.
+
+    >>> started_at_text(datetime(2019, 6, 9, 5, 0, 1, 250_000, tzinfo=UTC))
+    '2019-06-09 05:00:01.250000'
+    """
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
+
+
+def rows_per_statement(columns: int) -> int:
+    """Rows per multi-row INSERT: as many as SQLite's variable limit allows (32,766 variables
+    since 3.32, 999 before)."""
+    probe = sqlite3.connect(":memory:")
+    try:
+        return max(1, probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // columns)
+    finally:
+        probe.close()
+
+
+def insert_statement(columns: Sequence[str], rows: int) -> str:
+    """The INSERT for `rows` rows of ``?`` placeholders (sqlite3 caches it by its text)."""
+    one = f"({', '.join(['?'] * len(columns))})"
+    return (
+        f"INSERT INTO measurements ({', '.join(columns)}) VALUES {', '.join([one] * rows)} "
+        "ON CONFLICT (uid) DO NOTHING"
+    )
+
+
+class SqliteInserter:
+    """Writes batches of rows into the SQLite database at `path`; one per `Store`."""
+
+    def __init__(self, path: str, columns: Sequence[str]) -> None:
+        self._path = path
+        self._columns = tuple(columns)
+        self._started_at = self._columns.index("started_at")
+        self._per_statement = rows_per_statement(len(self._columns))
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="curfew-sqlite-writer")
+        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="curfew-sqlite-checkpoint")
+        self._db: sqlite3.Connection | None = None  # the writer thread's
+        self._checkpoint_db: sqlite3.Connection | None = None  # the checkpoint thread's
+        self._checkpoint: Future[None] | None = None
+
+    async def insert(self, rows: Sequence[Row]) -> int:
+        """Insert `rows` and count them into `hourly_counts`, in one transaction; returns how
+        many were inserted (uids already present are skipped). Raises sqlite3's exceptions."""
+        if not rows:
+            return 0
+        count = await asyncio.get_running_loop().run_in_executor(self._writer, self._insert, rows)
+        if self._checkpoint is None or self._checkpoint.done():
+            self._checkpoint = self._checkpointer.submit(self._run_checkpoint)
+        return count
+
+    async def close(self) -> None:
+        """Wait for the running checkpoint, close both connections and stop the threads."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._checkpointer, self._close_checkpoint_db)
+        await loop.run_in_executor(self._writer, self._close_db)
+        self._checkpointer.shutdown()
+        self._writer.shutdown()
+
+    # -- in the writer thread ------------------------------------------------------------------
+
+    def _insert(self, rows: Sequence[Row]) -> int:
+        params = self._tuples(rows)
+        db = self._db or self._open()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            ((before,),) = db.execute("SELECT coalesce(max(id), 0) FROM measurements").fetchall()
+            changes = db.total_changes
+            step = self._per_statement
+            for start in range(0, len(params), step):
+                chunk = params[start : start + step]
+                db.execute(insert_statement(self._columns, len(chunk)), [v for row in chunk for v in row])
+            count = db.total_changes - changes
+            if count:
+                db.execute(rollup.sqlite_add_inserted(), (before,))
+            db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            if not isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError):
+                self._close_db()  # the next attempt starts on a fresh connection
+            raise
+        return count
+
+    def _tuples(self, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
+        out = []
+        i = self._started_at
+        for row in rows:
+            # .get: a column newer than the row (a spool line written before a migration
+            # added it) goes in as NULL, as SQLAlchemy's insert would leave it.
+            values: list[Any] = [row.get(c) for c in self._columns]
+            values[i] = started_at_text(values[i])
+            out.append(tuple(values))
+        return out
+
+    def _open(self) -> sqlite3.Connection:
+        db = self._connect()
+        db.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
+        db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
+        db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        self._db = db
+        return db
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self._path, isolation_level=None, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _close_db(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- in the checkpoint thread --------------------------------------------------------------
+
+    def _run_checkpoint(self) -> None:
+        try:
+            if self._checkpoint_db is None:
+                self._checkpoint_db = self._connect()
+            self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            # Harmless: the next commit starts another, and the writer's backstop remains.
+            log.debug("checkpoint failed: %s", exc)
+            self._close_checkpoint_db()
+
+    def _close_checkpoint_db(self) -> None:
+        if self._checkpoint_db is not None:
+            self._checkpoint_db.close()
+            self._checkpoint_db = None
