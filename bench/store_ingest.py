@@ -1,18 +1,25 @@
 """Measurements/s into SQLite and PostgreSQL through the daemon's path: Store.submit + flush.
 
-    .venv/bin/python bench/store_ingest.py [--rows 50000] [--batch-size 500]
+    .venv/bin/python bench/store_ingest.py [--rows 20000] [--runs 3] [--batch-size 500] [--window 4]
                                            [--postgres postgresql://curfew:curfew@127.0.0.1:5432/curfew_test]
 
 Rows are realistic: a measurement with DNS, two TCP connects, two TLS handshakes with a
 three-certificate chain, an HTTP page (12 headers; its 1 KB body sample is stored only on
 non-ok rows) and a sampled bulk download, about 4.5 KB of observations JSON; one in ten is a
-tls_blocked measurement. Each
-gets a fresh uid and time. They are submitted in chunks of a batch with an await between
-(as the daemon does between results), then flushed; the clock runs from the first submit to
-the end of flush, so it covers encoding, the spool (write + fsync per batch) and the
-database commits. A 1,000-row warm-up runs first (connections, migrations, caches).
+tls_blocked measurement. Each gets a fresh uid and time.
 
-PostgreSQL: a fresh database is created on the server named by --postgres (or
+Two ways of feeding the store, each `--runs` times on a fresh database (median and range):
+- sustained (the headline): chunks of a batch with an await between (as the daemon submits
+  between results), never more than `--window` batches submitted and not yet written; the
+  producer waits for the store, as a load generator with a bounded queue does. This is the
+  rate the store keeps up with.
+- burst: every row submitted as fast as the loop can (an await per batch, no waiting), then
+  flushed: the store works off a backlog of all of them (and holds up to 20,000 in memory).
+The clock runs from the first submit to the end of flush, so it covers encoding, the spool
+(one write per row) and the database commits. A 1,000-row warm-up runs first (connections,
+migrations, caches).
+
+PostgreSQL: a fresh database per run is created on the server named by --postgres (or
 CURFEW_TEST_POSTGRES; the role needs CREATEDB) and dropped afterwards; if the server cannot
 be reached, a skip line is printed.
 """
@@ -55,7 +62,8 @@ def make_results(n: int, offset: int = 0) -> list[Result]:
     return out
 
 
-async def ingest(url: str, spool: Path, rows: int, batch_size: int) -> dict[str, float]:
+async def ingest(url: str, spool: Path, rows: int, batch_size: int, window: int | None) -> dict[str, float]:
+    """One run; `window` None is a burst."""
     store = await Store.open(url, spool, batch_size=batch_size)
     for r in make_results(1000, offset=-10_000):
         store.submit(r)
@@ -66,6 +74,8 @@ async def ingest(url: str, spool: Path, rows: int, batch_size: int) -> dict[str,
         for r in work[start : start + batch_size]:
             store.submit(r)
         await asyncio.sleep(0)
+        while window is not None and store.spooled > window * batch_size:
+            await asyncio.sleep(0.001)
     t_submitted = time.perf_counter()
     await store.flush()
     t1, cpu1 = time.perf_counter(), time.process_time()
@@ -98,41 +108,64 @@ async def _admin(url: str, sql: str) -> None:
         await conn.close()
 
 
-def report(backend: str, figures: dict[str, float]) -> None:
+def report(backend: str, mode: str, runs: list[dict[str, float]]) -> None:
     target = TARGETS[backend]
+    runs = sorted(runs, key=lambda f: f["rate"])
+    median = runs[len(runs) // 2]
+    spread = f"{runs[0]['rate']:,.0f}-{runs[-1]['rate']:,.0f}"
     print(
-        f"{backend:<10} {figures['rate']:>9,.0f} measurements/s  ({figures['rate'] / target:.2f}x the "
-        f"{target:,}/s target)  submit {figures['submit_us']:.0f} us/row  "
-        f"process CPU {figures['cpu_us']:.0f} us/row  [{figures['seconds']:.2f} s]"
+        f"{backend:<10} {mode:<9} {median['rate']:>7,.0f} measurements/s ({median['rate'] / target:.2f}x the "
+        f"{target:,}/s target; {len(runs)} runs {spread})  submit {median['submit_us']:.0f} us/row  "
+        f"process CPU {median['cpu_us']:.0f} us/row",
+        flush=True,
     )
+
+
+async def run_sqlite(args: argparse.Namespace, window: int | None) -> list[dict[str, float]]:
+    out = []
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="curfew-store-bench-") as tmp:
+            url = f"sqlite:///{Path(tmp) / 'curfew.db'}"
+            out.append(await ingest(url, Path(tmp) / "spool", args.rows, args.batch_size, window))
+    return out
+
+
+async def run_postgresql(args: argparse.Namespace, window: int | None) -> list[dict[str, float]]:
+    out = []
+    for _ in range(args.runs):
+        name = f"curfew_bench_{uuid.uuid4().hex[:8]}"
+        await _admin(args.postgres, f'CREATE DATABASE "{name}"')
+        try:
+            url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
+            with tempfile.TemporaryDirectory(prefix="curfew-store-bench-") as tmp:
+                out.append(await ingest(url, Path(tmp) / "spool", args.rows, args.batch_size, window))
+        finally:
+            await _admin(args.postgres, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return out
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--window", type=int, default=4, help="batches in flight (sustained)")
     parser.add_argument("--postgres", default=os.environ.get("CURFEW_TEST_POSTGRES", DEFAULT_POSTGRES))
     args = parser.parse_args()
 
     size = len(result_row(result())["observations"])
-    print(f"{args.rows:,} measurements, ~{size:,} bytes of observations JSON each, batch {args.batch_size}")
-    with tempfile.TemporaryDirectory(prefix="curfew-store-bench-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'curfew.db'}"
-        report("sqlite", await ingest(url, Path(tmp) / "spool-sqlite", args.rows, args.batch_size))
-
-        name = f"curfew_bench_{uuid.uuid4().hex[:8]}"
-        try:
-            await _admin(args.postgres, f'CREATE DATABASE "{name}"')
-        except Exception as exc:  # refused, unreachable, bad credentials: all mean "skip"
-            print(f"postgresql skipped: {args.postgres.split('@')[-1]} not reachable ({exc})")
-            return
-        try:
-            pg = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
-            report("postgresql", await ingest(pg, Path(tmp) / "spool-pg", args.rows, args.batch_size))
-        finally:
-            await _admin(args.postgres, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print(f"{args.rows:,} measurements a run, ~{size:,} bytes of observations each, batch {args.batch_size}")
+    for mode, window in (("sustained", args.window), ("burst", None)):
+        report("sqlite", mode, await run_sqlite(args, window))
+    try:
+        await _admin(args.postgres, "SELECT 1")
+    except Exception as exc:  # refused, unreachable, bad credentials: all mean "skip"
+        print(f"postgresql skipped: {args.postgres.split('@')[-1]} not reachable ({exc})")
+        return
+    for mode, window in (("sustained", args.window), ("burst", None)):
+        report("postgresql", mode, await run_postgresql(args, window))
 
 
 if __name__ == "__main__":

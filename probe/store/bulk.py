@@ -18,6 +18,7 @@ rows, not the database, are at fault.
 
 from __future__ import annotations
 
+import operator
 import re
 import sqlite3
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from probe.store import rollup, tables
 from probe.store.mapping import Row
 
 COLUMNS: Final = tuple(c.name for c in tables.measurements.columns if c.name != "id")
-_STARTED_AT: Final = COLUMNS.index("started_at")
+STARTED_AT: Final = COLUMNS.index("started_at")
 
 
 def _array_type(column: str) -> str:
@@ -55,13 +56,24 @@ def postgresql_started_at(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
+_VALUES: Final = operator.itemgetter(*COLUMNS)
+
+
+def column_values(row: Row) -> tuple[Any, ...]:
+    """The row's values in `COLUMNS` order."""
+    try:
+        return _VALUES(row)  # type: ignore[no-any-return]
+    except KeyError:
+        # A column newer than the row (a spool line written before a migration added it)
+        # goes in as NULL, as SQLAlchemy's insert would leave it.
+        return tuple(row.get(c) for c in COLUMNS)
+
+
 def _tuples(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
     out = []
     for row in rows:
-        # .get: a column newer than the row (a spool line written before a migration added
-        # it) goes in as NULL, as SQLAlchemy's insert would leave it.
-        values: list[Any] = [row.get(c) for c in COLUMNS]
-        values[_STARTED_AT] = postgresql_started_at(values[_STARTED_AT])
+        values = list(column_values(row))
+        values[STARTED_AT] = postgresql_started_at(values[STARTED_AT])
         out.append(tuple(values))
     return out
 
@@ -83,7 +95,7 @@ def inserter(engine: AsyncEngine) -> Inserter:
     if engine.dialect.name == "sqlite":
         from probe.store.sqlite_bulk import SqliteInserter
 
-        return SqliteInserter(engine.url.database or "", COLUMNS)
+        return SqliteInserter(engine.url.database or "")
     return PostgresqlInserter(engine)
 
 

@@ -28,6 +28,7 @@ Row = dict[str, Any]
 _dumps: Final = orjson.dumps
 _STARTED_FORMAT: Final = "%Y-%m-%d %H:%M:%S"  # Measurement.to_dict's (OONI's) format
 _JSON_COLUMNS: Final = ("observations", "analysis")
+_LINE: Final = b"%b\t%b\t%b\n"
 
 
 def measurement_dict(m: Measurement, *, keep_body_sample: bool = True) -> dict[str, Any]:
@@ -56,13 +57,14 @@ def observations_json(m: Measurement, verdict: str) -> bytes:
     return _dumps(measurement_dict(m, keep_body_sample=verdict != "ok"))
 
 
-def result_row(result: Result, zone: tzinfo | None = None) -> Row:
-    """The `measurements` row for one result; `observations` and `analysis` as encoded JSON.
-    `zone` is the vantage's, for `local_day`/`local_hour` (NULL without it)."""
+def encode(result: Result, zone: tzinfo | None = None) -> tuple[Row, bytes]:
+    """The `measurements` row for one result and its spool line (`spool_line(row)`), the
+    measurement encoded once for both. `zone` is the vantage's, for `local_day`/`local_hour`
+    (NULL without it)."""
     m, a = result.measurement, result.analysis
     phases = phase_durations(m)
     local_day, local_hour = local_slot(m.started_at, zone) if zone is not None else (None, None)
-    return {
+    row: Row = {
         "uid": m.uid,
         "started_at": m.started_at,
         "vantage": m.vantage,
@@ -82,11 +84,19 @@ def result_row(result: Result, zone: tzinfo | None = None) -> Row:
         "tls_issuer": m.tls_issuer,
         "http_status": m.http.status if m.http is not None else None,
         "reason": a.reason,
-        "observations": JsonText(observations_json(m, a.verdict).decode()),
-        "analysis": JsonText(_dumps(a).decode()),
         "local_day": local_day,
         "local_hour": local_hour,
     }
+    observations, analysis = observations_json(m, a.verdict), _dumps(a)
+    line = _LINE % (_dumps(row), observations, analysis)
+    row["observations"] = JsonText(observations.decode())
+    row["analysis"] = JsonText(analysis.decode())
+    return row, line
+
+
+def result_row(result: Result, zone: tzinfo | None = None) -> Row:
+    """The `measurements` row for one result; `observations` and `analysis` as encoded JSON."""
+    return encode(result, zone)[0]
 
 
 def spool_line(row: Row) -> bytes:
@@ -100,7 +110,7 @@ def spool_line(row: Row) -> bytes:
     observations, analysis = (
         v.encode() if isinstance(v, str) else _dumps(v) for v in (row["observations"], row["analysis"])
     )
-    return b"%b\t%b\t%b\n" % (_dumps(scalars), observations, analysis)
+    return _LINE % (_dumps(scalars), observations, analysis)
 
 
 def line_row(line: bytes) -> Row:

@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from probe.store import rollup
+from probe.store import bulk, rollup
 from probe.store.engine import SQLITE_BUSY_TIMEOUT_MS
 from probe.store.mapping import Row
 
@@ -77,14 +77,22 @@ def insert_statement(columns: Sequence[str], rows: int) -> str:
     )
 
 
+def _flat_values(rows: Sequence[Row]) -> list[Any]:
+    """The parameters of a multi-row INSERT: every row's values, started_at as SQLite text."""
+    flat: list[Any] = []
+    width, at = len(bulk.COLUMNS), bulk.STARTED_AT
+    for row in rows:
+        flat.extend(bulk.column_values(row))
+        flat[-width + at] = started_at_text(flat[-width + at])
+    return flat
+
+
 class SqliteInserter:
     """Writes batches of rows into the SQLite database at `path`; one per `Store`."""
 
-    def __init__(self, path: str, columns: Sequence[str]) -> None:
+    def __init__(self, path: str) -> None:
         self._path = path
-        self._columns = tuple(columns)
-        self._started_at = self._columns.index("started_at")
-        self._per_statement = rows_per_statement(len(self._columns))
+        self._per_statement = rows_per_statement(len(bulk.COLUMNS))
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="curfew-sqlite-writer")
         self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="curfew-sqlite-checkpoint")
         self._db: sqlite3.Connection | None = None  # the writer thread's
@@ -112,16 +120,15 @@ class SqliteInserter:
     # -- in the writer thread ------------------------------------------------------------------
 
     def _insert(self, rows: Sequence[Row]) -> int:
-        params = self._tuples(rows)
         db = self._db or self._open()
         try:
             db.execute("BEGIN IMMEDIATE")
             ((before,),) = db.execute("SELECT coalesce(max(id), 0) FROM measurements").fetchall()
             changes = db.total_changes
             step = self._per_statement
-            for start in range(0, len(params), step):
-                chunk = params[start : start + step]
-                db.execute(insert_statement(self._columns, len(chunk)), [v for row in chunk for v in row])
+            for start in range(0, len(rows), step):
+                chunk = rows[start : start + step]
+                db.execute(insert_statement(bulk.COLUMNS, len(chunk)), _flat_values(chunk))
             count = db.total_changes - changes
             if count:
                 db.execute(rollup.sqlite_add_inserted(), (before,))
@@ -134,17 +141,6 @@ class SqliteInserter:
                 self._close_db()  # the next attempt starts on a fresh connection
             raise
         return count
-
-    def _tuples(self, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
-        out = []
-        i = self._started_at
-        for row in rows:
-            # .get: a column newer than the row (a spool line written before a migration
-            # added it) goes in as NULL, as SQLAlchemy's insert would leave it.
-            values: list[Any] = [row.get(c) for c in self._columns]
-            values[i] = started_at_text(values[i])
-            out.append(tuple(values))
-        return out
 
     def _open(self) -> sqlite3.Connection:
         db = self._connect()

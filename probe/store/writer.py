@@ -32,7 +32,7 @@ from probe.config import Config
 from probe.round import Result
 from probe.store import bulk, migrate, queries
 from probe.store.engine import StoreError, create_engine
-from probe.store.mapping import Row, result_row, spool_line
+from probe.store.mapping import Row, encode, spool_line
 from probe.store.spool import Segment, Spool
 
 log = logging.getLogger(__name__)
@@ -118,9 +118,9 @@ class Store:
         """
         if self._closed:
             raise RuntimeError("submit() on a closed Store")
-        row = result_row(result, self._zones.get(result.measurement.vantage))
+        row, line = encode(result, self._zones.get(result.measurement.vantage))
         was_empty = self._spool.current is None
-        if self._spool.append(row, spool_line(row), self._loop.time()) or was_empty:
+        if self._spool.append(row, line, self._loop.time()) or was_empty:
             self._wake.set()
 
     async def flush(self) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
 
-from probe.store.mapping import line_row, measurement_dict, result_row, spool_line, without_userinfo
+from probe.store.mapping import encode, line_row, measurement_dict, result_row, spool_line, without_userinfo
 from tests.store.builders import T0, result
 
 
@@ -69,6 +70,15 @@ def test_spool_line_round_trips() -> None:
     blocked_back = line_row(spool_line(result_row(blocked)))
     assert json.loads(blocked_back["observations"]) == json.loads(json.dumps(blocked.measurement.to_dict()))
     assert spool_line(back) == line  # a replayed row spools identically
+
+
+@pytest.mark.parametrize("verdict", ["ok", "tls_blocked", "http_blocked"])
+def test_encode_gives_the_row_and_its_spool_line(verdict: str) -> None:
+    """What `submit` journals is what a replay of that line writes."""
+    row, line = encode(result(verdict), ZoneInfo("Asia/Almaty"))
+    assert row["local_day"] is not None
+    assert line == spool_line(row)
+    assert line_row(line) == row
 
 
 @pytest.mark.parametrize("cut", [10, 200, -1])
