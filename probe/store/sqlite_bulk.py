@@ -42,9 +42,6 @@ WAL_BACKSTOP_PAGES: Final = 16_384
 thread falls behind."""
 JOURNAL_SIZE_LIMIT: Final = 32 * 1024 * 1024
 """Bytes the WAL file is cut back to after a checkpoint has emptied it."""
-CACHE_KIB: Final = 8 * 1024
-"""The writer's page cache: a 500-row batch (~2.5 MB) and its index pages fit without spilling
-to the WAL before COMMIT. SQLite's default is 2 MiB."""
 
 
 def started_at_text(value: datetime) -> str:
@@ -146,7 +143,6 @@ class SqliteInserter:
         db = self._connect()
         db.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
         db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
-        db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self._db = db
         return db
 
