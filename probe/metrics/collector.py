@@ -78,7 +78,7 @@ class Metrics:
     >>> m.registry.get_sample_value(
     ...     "curfew_probe_runs_total", {"vantage": "kz-kazakhtelecom", "target": "facebook", "verdict": "ok"}
     ... )
-    0.0
+    0
     """
 
     def __init__(

@@ -4,8 +4,8 @@ Why not aiosqlite (which SQLAlchemy's async SQLite uses for everything else): ea
 is a hop from the event loop to its thread and back, and each hop waits for the GIL, which the
 event loop holds while it encodes the next measurements. A batch was five hops (BEGIN, INSERT,
 the rollup, COMMIT, ...). Here a batch is one call into a dedicated thread, which takes the GIL
-to bind the values and releases it for the whole multi-row INSERT (one `sqlite3_step`, up to
-SQLite's variable limit of rows), so SQLite writes on one core while Python encodes on the other.
+to bind the values and releases it for each multi-row INSERT (one `sqlite3_step` for up to 256
+rows), so SQLite writes on one core while Python encodes on the other.
 
 Checkpoints (copying the WAL back into the database file, and the fsyncs that go with them)
 were a third of the writer's time when they ran inside its COMMIT (SQLite's auto-checkpoint).
@@ -55,14 +55,39 @@ def started_at_text(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")
 
 
-def rows_per_statement(columns: int) -> int:
-    """Rows per multi-row INSERT: as many as SQLite's variable limit allows (32,766 variables
-    since 3.32, 999 before)."""
+def statement_sizes(rows: int, largest: int) -> list[int]:
+    """Rows per INSERT for a batch of `rows`: as many `largest` as fit, the rest in powers of
+    two. A batch's size is whatever the timer left (1-500 rows), and sqlite3 caches a compiled
+    statement per text (a 500-row one is ~1 MB): powers of two keep that to a few shapes.
+
+    >>> statement_sizes(500, 256)
+    [256, 128, 64, 32, 16, 4]
+    >>> statement_sizes(3, 256)
+    [2, 1]
+    """
+    sizes = [largest] * (rows // largest)
+    rest = rows % largest
+    bit = largest
+    while rest:
+        bit //= 2
+        if rest >= bit:
+            sizes.append(bit)
+            rest -= bit
+    return sizes
+
+
+def largest_statement(columns: int) -> int:
+    """The largest power of two of rows, at most 256, within SQLite's variable limit (32,766
+    variables since 3.32, 999 before)."""
     probe = sqlite3.connect(":memory:")
     try:
-        return max(1, probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // columns)
+        limit = probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // columns
     finally:
         probe.close()
+    size = 256
+    while size > max(1, limit):
+        size //= 2
+    return size
 
 
 def insert_statement(columns: Sequence[str], rows: int) -> str:
@@ -89,7 +114,7 @@ class SqliteInserter:
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._per_statement = rows_per_statement(len(bulk.COLUMNS))
+        self._largest = largest_statement(len(bulk.COLUMNS))
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="curfew-sqlite-writer")
         self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="curfew-sqlite-checkpoint")
         self._db: sqlite3.Connection | None = None  # the writer thread's
@@ -122,10 +147,11 @@ class SqliteInserter:
             db.execute("BEGIN IMMEDIATE")
             ((before,),) = db.execute("SELECT coalesce(max(id), 0) FROM measurements").fetchall()
             changes = db.total_changes
-            step = self._per_statement
-            for start in range(0, len(rows), step):
-                chunk = rows[start : start + step]
-                db.execute(insert_statement(bulk.COLUMNS, len(chunk)), _flat_values(chunk))
+            start = 0
+            for size in statement_sizes(len(rows), self._largest):
+                chunk = rows[start : start + size]
+                db.execute(insert_statement(bulk.COLUMNS, size), _flat_values(chunk))
+                start += size
             count = db.total_changes - changes
             if count:
                 db.execute(rollup.sqlite_add_inserted(), (before,))
