@@ -56,6 +56,9 @@ def postgresql_started_at(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
+JSON_COLUMNS: Final = ("observations", "analysis")
+"""Rows hold these as encoded JSON (bytes)."""
+_JSON_AT: Final = tuple(COLUMNS.index(c) for c in JSON_COLUMNS)
 _VALUES: Final = operator.itemgetter(*COLUMNS)
 
 
@@ -74,6 +77,9 @@ def _tuples(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
     for row in rows:
         values = list(column_values(row))
         values[STARTED_AT] = postgresql_started_at(values[STARTED_AT])
+        for i in _JSON_AT:  # asyncpg encodes json from str
+            if isinstance(values[i], bytes):
+                values[i] = values[i].decode()
         out.append(tuple(values))
     return out
 

@@ -29,14 +29,10 @@ class StoreError(Exception):
     """The database could not do what was asked (unreachable, refused, bad URL)."""
 
 
-class JsonText(str):
-    """A value already encoded as JSON: bound as is, so the hot path encodes each row once."""
-
-    __slots__ = ()
-
-
 def json_serializer(value: Any) -> str:
-    return value if type(value) is JsonText else json.dumps(value, separators=(",", ":"))
+    """JSON for a JSON column; `bytes` are JSON already (`mapping.encode` encodes each row's
+    observations once), decoded as they are."""
+    return value.decode() if isinstance(value, bytes) else json.dumps(value, separators=(",", ":"))
 
 
 def async_url(url: str | URL) -> URL:

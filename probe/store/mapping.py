@@ -21,7 +21,6 @@ from probe.config import Config, Target, Vantage
 from probe.episodes.pattern import local_slot
 from probe.model import Measurement, phase_durations
 from probe.round import Result
-from probe.store.engine import JsonText
 
 Row = dict[str, Any]
 
@@ -89,8 +88,8 @@ def encode(result: Result, zone: tzinfo | None = None) -> tuple[Row, bytes]:
     }
     observations, analysis = observations_json(m, a.verdict), _dumps(a)
     line = _LINE % (_dumps(row), observations, analysis)
-    row["observations"] = JsonText(observations.decode())
-    row["analysis"] = JsonText(analysis.decode())
+    row["observations"] = observations
+    row["analysis"] = analysis
     return row, line
 
 
@@ -108,7 +107,7 @@ def spool_line(row: Row) -> bytes:
     """
     scalars = {k: v for k, v in row.items() if k not in _JSON_COLUMNS}  # started_at: RFC 3339
     observations, analysis = (
-        v.encode() if isinstance(v, str) else _dumps(v) for v in (row["observations"], row["analysis"])
+        v if isinstance(v, bytes) else _dumps(v) for v in (row["observations"], row["analysis"])
     )
     return _LINE % (_dumps(scalars), observations, analysis)
 
@@ -130,8 +129,8 @@ def line_row(line: bytes) -> Row:
     row["started_at"] = datetime.fromisoformat(row["started_at"])
     row.setdefault("local_day", None)  # spooled before the columns existed
     row.setdefault("local_hour", None)
-    row["observations"] = JsonText(fields[1].decode())
-    row["analysis"] = JsonText(fields[2].decode())
+    row["observations"] = fields[1]
+    row["analysis"] = fields[2]
     return row
 
 

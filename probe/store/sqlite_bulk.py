@@ -92,7 +92,8 @@ def largest_statement(columns: int) -> int:
 
 def insert_statement(columns: Sequence[str], rows: int) -> str:
     """The INSERT for `rows` rows of ``?`` placeholders (sqlite3 caches it by its text)."""
-    one = f"({', '.join(['?'] * len(columns))})"
+    # The JSON columns arrive as UTF-8 bytes: SQLite takes them as text, no copy in Python.
+    one = "(" + ", ".join("CAST(? AS TEXT)" if c in bulk.JSON_COLUMNS else "?" for c in columns) + ")"
     return (
         f"INSERT INTO measurements ({', '.join(columns)}) VALUES {', '.join([one] * rows)} "
         "ON CONFLICT (uid) DO NOTHING"

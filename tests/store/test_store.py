@@ -106,6 +106,22 @@ async def test_sqlite_checkpoints_keep_the_wal_small_while_writing(tmp_path: Pat
         assert conn.execute("SELECT count(*) FROM measurements").fetchone() == (8000,)
 
 
+async def test_sqlite_stores_the_json_columns_as_text_that_json_functions_read(tmp_path: Path) -> None:
+    """They are bound as UTF-8 bytes and cast in the INSERT: a BLOB would break json_extract."""
+    import sqlite3
+
+    db = tmp_path / "curfew.db"
+    store = await open_store(f"sqlite:///{db}", tmp_path / "spool")
+    store.submit(result("tls_blocked"))
+    await store.close()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        row = conn.execute(
+            "SELECT typeof(observations), typeof(analysis), json_extract(observations, '$.vantage'),"
+            " json_extract(analysis, '$.verdict') FROM measurements"
+        ).fetchone()
+    assert row == ("text", "text", "kz-kazakhtelecom", "tls_blocked")
+
+
 async def test_same_uid_twice_is_one_row(database_url: str, spool_dir: Path, rows: Any) -> None:
     r = result()
     store = await open_store(database_url, spool_dir)
