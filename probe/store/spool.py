@@ -1,7 +1,8 @@
 """The journal: measurements on disk before they are in the database.
 
 The spool is a directory of numbered segment files (``0000000000000042.spool``), one line per
-measurement (tab-separated JSON, see `mapping.spool_line`).
+measurement: the segment's number, a tab, then the row (tab-separated JSON, see
+`mapping.spool_line`).
 `append` writes a line straight to the current segment with one unbuffered write, so it is in
 the OS's hands as soon as `submit` returns and survives the process being killed; a segment is
 closed after `batch_size` lines (or by the writer's timer), written to the database in one
@@ -10,6 +11,15 @@ down: they may wait there for hours) and at close; not before a write that succe
 follows within milliseconds (the database's own commit is then what keeps the rows). After a
 crash the remaining segments are replayed in order; replays are harmless because the database
 ignores a uid it already has.
+
+Segment files are recycled, as PostgreSQL recycles its WAL files: a written segment becomes one
+of up to `FREE_FILES` ``.free`` files, and the next segment is one of them renamed and written
+over from its start. Its pages are then already in the OS's cache, so a journal write is a copy
+into them (2 us a row here) instead of a page allocation on a new file (6 us, and 17-21 us while
+SQLite writes beside it). What is left of the old content after the new lines carries older
+segment numbers, and a reader takes only the lines that carry the file's own number.
+Lines without a number (spools written before recycling) are read as before; such segments are
+deleted, not recycled.
 
 Rows of the first segments are also kept in memory (up to `memory_rows`) so the writer does
 not re-read what it just wrote; past that bound, while the database is down, segments live on
@@ -23,6 +33,7 @@ import fcntl
 import logging
 import os
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +42,10 @@ from probe.store.mapping import Row, line_row
 log = logging.getLogger(__name__)
 
 SUFFIX = ".spool"
+FREE_SUFFIX = ".free"
 LOCK_NAME = "spool.lock"
+FREE_FILES = 4
+"""Written segment files kept for reuse (each about one batch: ~2.5 MB at 500 rows)."""
 
 
 class SpoolLocked(Exception):
@@ -48,6 +62,10 @@ class Segment:
     fd: int | None = None
     """Open for appending while current or not yet synced."""
     opened_at: float = 0.0
+    tagged: bool = True
+    """Its lines carry `seq` (written by this version): the file can be recycled."""
+    tag: bytes = b""
+    """What each of its lines starts with: ``b"<seq>\t"``."""
 
 
 class Spool:
@@ -71,9 +89,13 @@ class Spool:
         self.append_errors = 0
         for path in sorted(directory.glob(f"*{SUFFIX}")):
             if path.stem.isdigit():
-                count = _count_lines(path)
-                self.closed.append(Segment(int(path.stem), path, count, rows=None))
+                count, tagged = _count_lines(path, int(path.stem))
+                self.closed.append(Segment(int(path.stem), path, count, rows=None, tagged=tagged))
                 self.pending += count
+        self._free = sorted(directory.glob(f"*{FREE_SUFFIX}"))
+        for path in self._free[FREE_FILES:]:
+            path.unlink(missing_ok=True)
+        del self._free[FREE_FILES:]
         self._next_seq = self.closed[-1].seq + 1 if self.closed else 1
 
     def append(self, row: Row, line: bytes, now: float) -> bool:
@@ -83,13 +105,13 @@ class Spool:
             seg = self.current = self._open_segment(now)
         if seg.fd is not None:
             try:
-                _write_all(seg.fd, line)
+                _write_all(seg.fd, seg.tag, line)
             except OSError as exc:
                 # The disk is full or gone: keep the row in memory rather than drop it.
                 self.append_errors += 1
                 log.error("spool write failed (%s); keeping the measurement in memory", exc)
                 if seg.rows is None:
-                    seg.rows = _read_rows(seg.path) if seg.count else []
+                    seg.rows = _read_rows(seg.path, seg.seq) if seg.count else []
                     self.in_memory += len(seg.rows)
         if seg.rows is not None:
             if self.in_memory >= self.memory_rows and seg.fd is not None:
@@ -140,15 +162,14 @@ class Spool:
 
     def rows(self, seg: Segment) -> list[Row]:
         """The segment's rows, from memory or read back from disk (blocking if from disk)."""
-        return seg.rows if seg.rows is not None else _read_rows(seg.path)
+        return seg.rows if seg.rows is not None else _read_rows(seg.path, seg.seq)
 
     def done(self, seg: Segment) -> None:
         """The segment is in the database: forget it."""
         self.closed.remove(seg)
         if seg.fd is not None:
             os.close(seg.fd)
-        with contextlib.suppress(FileNotFoundError):
-            seg.path.unlink()
+        self._recycle(seg)
         if seg.rows is not None:
             self.in_memory -= len(seg.rows)
         self.pending -= seg.count
@@ -177,25 +198,44 @@ class Spool:
                 seg.fd = None
         os.close(self._lock_fd)
 
+    def _recycle(self, seg: Segment) -> None:
+        """A written segment's file becomes a free one, or goes."""
+        try:
+            if seg.tagged and len(self._free) < FREE_FILES:
+                free = seg.path.with_suffix(FREE_SUFFIX)
+                os.rename(seg.path, free)
+                self._free.append(free)
+            else:
+                seg.path.unlink()
+        except FileNotFoundError:
+            pass
+
     def _open_segment(self, now: float) -> Segment:
         seq = self._next_seq
         self._next_seq += 1
         path = self.directory / f"{seq:016d}{SUFFIX}"
         rows: list[Row] | None = [] if self.in_memory < self.memory_rows else None
         try:
-            fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            if self._free:
+                # Written over from the start: the old lines left after the new ones carry
+                # an older number and are not read (see the module's docstring).
+                os.rename(self._free.pop(), path)
+                fd: int | None = os.open(path, os.O_WRONLY, 0o600)
+            else:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
             self.append_errors += 1
             log.error("cannot create spool segment %s (%s); keeping measurements in memory", path, exc)
             fd, rows = None, []
-        return Segment(seq, path, rows=rows, fd=fd, opened_at=now)
+        return Segment(seq, path, rows=rows, fd=fd, opened_at=now, tag=b"%d\t" % seq)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+def _write_all(fd: int, tag: bytes, line: bytes) -> None:
+    written = os.writev(fd, (tag, line))
+    if written < len(tag) + len(line):  # a short write (rare): the rest one write at a time
+        view = memoryview(tag + line)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -206,18 +246,39 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as f:
-        return sum(1 for line in f if line.endswith(b"\n"))
-
-
-def _read_rows(path: Path) -> list[Row]:
-    """Rows of a segment; a line torn by a crash mid-write (the last one) is skipped."""
-    rows = []
+def _lines(path: Path, seq: int) -> Iterator[tuple[int, bytes]]:
+    """(line number, row line) of the segment file `path`, numbered `seq`: the lines tagged
+    with `seq`, never those of an earlier use of a recycled file; every line of a file written
+    before tags. A line torn by a crash is yielded as it is (no newline, or run into what
+    follows it) and refused by `line_row`."""
+    tag = b"%d\t" % seq
+    untagged = _untagged(path)
     with path.open("rb") as f:
         for number, line in enumerate(f, 1):
-            try:
-                rows.append(line_row(line))
-            except ValueError:
-                log.warning("%s:%d: skipping a torn or corrupt spool line", path, number)
+            if untagged:
+                yield number, line
+            elif line.startswith(tag):
+                yield number, line[len(tag) :]
+
+
+def _untagged(path: Path) -> bool:
+    """The file was written before lines carried their segment's number (it starts with a
+    row, not a number)."""
+    with path.open("rb") as f:
+        return f.read(1) == b"{"
+
+
+def _count_lines(path: Path, seq: int) -> tuple[int, bool]:
+    """How many complete rows the segment holds, and whether it can be recycled (tagged)."""
+    return sum(1 for _, line in _lines(path, seq) if line.endswith(b"\n")), not _untagged(path)
+
+
+def _read_rows(path: Path, seq: int) -> list[Row]:
+    """Rows of a segment; a line torn by a crash mid-write (the last one) is skipped."""
+    rows = []
+    for number, line in _lines(path, seq):
+        try:
+            rows.append(line_row(line))
+        except ValueError:
+            log.warning("%s:%d: skipping a torn or corrupt spool line", path, number)
     return rows
