@@ -111,6 +111,21 @@ async def _admin(url: str, sql: str) -> None:
         await conn.close()
 
 
+async def _drop(url: str, name: str) -> None:
+    """DROP DATABASE, retried: an autovacuum worker (the server's own role, which this role
+    cannot terminate) may be in the fresh database for a moment."""
+    import asyncpg
+
+    for attempt in range(10):
+        try:
+            await _admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+            if attempt == 9:
+                raise
+            await asyncio.sleep(1)
+
+
 def report(backend: str, mode: str, runs: list[dict[str, float]]) -> None:
     target = TARGETS[backend]
     runs = sorted(runs, key=lambda f: f["rate"])
@@ -143,7 +158,7 @@ async def run_postgresql(args: argparse.Namespace, window: int | None) -> list[d
             with tempfile.TemporaryDirectory(prefix="curfew-store-bench-") as tmp:
                 out.append(await ingest(url, Path(tmp) / "spool", args.rows, args.batch_size, window))
         finally:
-            await _admin(args.postgres, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await _drop(args.postgres, name)
     return out
 
 
