@@ -107,9 +107,14 @@ class Spool:
             try:
                 _write_all(seg.fd, seg.tag, line)
             except OSError as exc:
-                # The disk is full or gone: keep the row in memory rather than drop it.
+                # The disk is full or gone: this segment's rows (those on disk read back) stay
+                # in memory from here on, whatever `memory_rows` says, since what is not on
+                # disk would be lost if they were dropped; the next segment tries the disk again.
                 self.append_errors += 1
                 log.error("spool write failed (%s); keeping the measurement in memory", exc)
+                with contextlib.suppress(OSError):
+                    os.close(seg.fd)
+                seg.fd = None
                 if seg.rows is None:
                     seg.rows = _read_rows(seg.path, seg.seq) if seg.count else []
                     self.in_memory += len(seg.rows)

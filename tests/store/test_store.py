@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 from dataclasses import replace
@@ -348,3 +349,27 @@ async def test_a_row_the_database_refuses_is_set_aside_not_lost(
     (rejected,) = spool_dir.glob("*.rejected")
     assert bad.measurement.uid in rejected.read_text()
     assert store.spooled == 0
+
+
+async def test_a_journal_that_cannot_be_written_keeps_rows_in_memory_and_loses_none(
+    database_url: str, spool_dir: Path, rows: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """The disk under the spool is full: measurements stay in memory until the database has them."""
+    from probe.store import spool as spool_module
+
+    def full(fd: int, buffers: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # memory_rows=100: past the first segment, rows would live on disk only, so the failed
+    # write is what keeps them in memory.
+    store = await open_store(database_url, spool_dir, memory_rows=100)
+    monkeypatch.setattr(spool_module.os, "writev", full)
+    submitted = results(250)
+    for r in submitted:
+        store.submit(r)
+    await store.flush()
+    monkeypatch.undo()
+    assert store.spooled == 0
+    await store.close()
+    assert "spool write failed" in caplog.text
+    assert [row["uid"] for row in await rows()] == [r.measurement.uid for r in submitted]
