@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from probe.store import rollup, tables
-from probe.store.mapping import Row
+from probe.store.mapping import JSON_COLUMNS, Row
 
 COLUMNS: Final = tuple(c.name for c in tables.measurements.columns if c.name != "id")
 STARTED_AT: Final = COLUMNS.index("started_at")
@@ -56,8 +56,6 @@ def postgresql_started_at(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-JSON_COLUMNS: Final = ("observations", "analysis")
-"""Rows hold these as encoded JSON (bytes)."""
 _JSON_AT: Final = tuple(COLUMNS.index(c) for c in JSON_COLUMNS)
 _VALUES: Final = operator.itemgetter(*COLUMNS)
 
@@ -78,8 +76,7 @@ def _tuples(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
         values = list(column_values(row))
         values[STARTED_AT] = postgresql_started_at(values[STARTED_AT])
         for i in _JSON_AT:  # asyncpg encodes json from str
-            if isinstance(values[i], bytes):
-                values[i] = values[i].decode()
+            values[i] = values[i].decode()
         out.append(tuple(values))
     return out
 

@@ -73,7 +73,7 @@ def create_engine(url: str | URL) -> AsyncEngine:
         options["pool_pre_ping"] = True
     engine = create_async_engine(target, **options)
     if target.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
     return engine
 
 
@@ -83,11 +83,12 @@ def create_sqlite_engine(url: str | URL) -> Engine:
     target = async_url(url).set(drivername="sqlite")
     _make_sqlite_dir(target)
     engine = create_sync_engine(target, json_serializer=json_serializer)
-    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "connect", sqlite_pragmas)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any = None) -> None:
+    """WAL, synchronous=NORMAL, the busy timeout and foreign keys, on every SQLite connection."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")

@@ -26,7 +26,8 @@ Row = dict[str, Any]
 
 _dumps: Final = orjson.dumps
 _STARTED_FORMAT: Final = "%Y-%m-%d %H:%M:%S"  # Measurement.to_dict's (OONI's) format
-_JSON_COLUMNS: Final = ("observations", "analysis")
+JSON_COLUMNS: Final = ("observations", "analysis")
+"""Held in a row as their encoded JSON (bytes), in the spool line as is."""
 _LINE: Final = b"%b\t%b\t%b\n"
 
 
@@ -105,11 +106,8 @@ def spool_line(row: Row) -> bytes:
     newline, so a replay splits the line and hands the two JSON columns to the database as
     text, without decoding and re-encoding them (`cut -f1 | jq` reads a spool by hand).
     """
-    scalars = {k: v for k, v in row.items() if k not in _JSON_COLUMNS}  # started_at: RFC 3339
-    observations, analysis = (
-        v if isinstance(v, bytes) else _dumps(v) for v in (row["observations"], row["analysis"])
-    )
-    return _LINE % (_dumps(scalars), observations, analysis)
+    scalars = {k: v for k, v in row.items() if k not in JSON_COLUMNS}  # started_at: RFC 3339
+    return _LINE % (_dumps(scalars), row["observations"], row["analysis"])
 
 
 def line_row(line: bytes) -> Row:

@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from probe.store.mapping import Row, line_row
 
@@ -251,39 +253,36 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _lines(path: Path, seq: int) -> Iterator[tuple[int, bytes]]:
-    """(line number, row line) of the segment file `path`, numbered `seq`: the lines tagged
+def _lines(f: BinaryIO, seq: int) -> Iterator[tuple[int, bytes]]:
+    """(line number, row line) of the open segment file `f`, numbered `seq`: the lines tagged
     with `seq`, never those of an earlier use of a recycled file; every line of a file written
-    before tags. A line torn by a crash is yielded as it is (no newline, or run into what
-    follows it) and refused by `line_row`."""
+    before tags (it starts with a row, not a number). A line torn by a crash is yielded as it
+    is (no newline, or run into what follows it) and refused by `line_row`."""
     tag = b"%d\t" % seq
-    untagged = _untagged(path)
-    with path.open("rb") as f:
-        for number, line in enumerate(f, 1):
-            if untagged:
-                yield number, line
-            elif line.startswith(tag):
-                yield number, line[len(tag) :]
-
-
-def _untagged(path: Path) -> bool:
-    """The file was written before lines carried their segment's number (it starts with a
-    row, not a number)."""
-    with path.open("rb") as f:
-        return f.read(1) == b"{"
+    first = f.readline()
+    untagged = first.startswith(b"{")
+    for number, line in enumerate(itertools.chain((first,), f), 1):
+        if untagged:
+            yield number, line
+        elif line.startswith(tag):
+            yield number, line[len(tag) :]
 
 
 def _count_lines(path: Path, seq: int) -> tuple[int, bool]:
     """How many complete rows the segment holds, and whether it can be recycled (tagged)."""
-    return sum(1 for _, line in _lines(path, seq) if line.endswith(b"\n")), not _untagged(path)
+    with path.open("rb") as f:
+        tagged = f.read(1) != b"{"
+        f.seek(0)
+        return sum(1 for _, line in _lines(f, seq) if line.endswith(b"\n")), tagged
 
 
 def _read_rows(path: Path, seq: int) -> list[Row]:
     """Rows of a segment; a line torn by a crash mid-write (the last one) is skipped."""
     rows = []
-    for number, line in _lines(path, seq):
-        try:
-            rows.append(line_row(line))
-        except ValueError:
-            log.warning("%s:%d: skipping a torn or corrupt spool line", path, number)
+    with path.open("rb") as f:
+        for number, line in _lines(f, seq):
+            try:
+                rows.append(line_row(line))
+            except ValueError:
+                log.warning("%s:%d: skipping a torn or corrupt spool line", path, number)
     return rows

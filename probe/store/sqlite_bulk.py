@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -32,8 +33,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from probe.store import bulk, rollup
-from probe.store.engine import SQLITE_BUSY_TIMEOUT_MS
-from probe.store.mapping import Row
+from probe.store.engine import sqlite_pragmas
+from probe.store.mapping import JSON_COLUMNS, Row
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +91,14 @@ def largest_statement(columns: int) -> int:
     return size
 
 
-def insert_statement(columns: Sequence[str], rows: int) -> str:
-    """The INSERT for `rows` rows of ``?`` placeholders (sqlite3 caches it by its text)."""
+@functools.cache
+def insert_statement(rows: int) -> str:
+    """The INSERT for `rows` rows of ``?`` placeholders (sqlite3 caches it compiled by its text;
+    `statement_sizes` keeps the sizes to a few)."""
     # The JSON columns arrive as UTF-8 bytes: SQLite takes them as text, no copy in Python.
-    one = "(" + ", ".join("CAST(? AS TEXT)" if c in bulk.JSON_COLUMNS else "?" for c in columns) + ")"
+    one = "(" + ", ".join("CAST(? AS TEXT)" if c in JSON_COLUMNS else "?" for c in bulk.COLUMNS) + ")"
     return (
-        f"INSERT INTO measurements ({', '.join(columns)}) VALUES {', '.join([one] * rows)} "
+        f"INSERT INTO measurements ({', '.join(bulk.COLUMNS)}) VALUES {', '.join([one] * rows)} "
         "ON CONFLICT (uid) DO NOTHING"
     )
 
@@ -151,7 +154,7 @@ class SqliteInserter:
             start = 0
             for size in statement_sizes(len(rows), self._largest):
                 chunk = rows[start : start + size]
-                db.execute(insert_statement(bulk.COLUMNS, size), _flat_values(chunk))
+                db.execute(insert_statement(size), _flat_values(chunk))
                 start += size
             count = db.total_changes - changes
             if count:
@@ -174,10 +177,9 @@ class SqliteInserter:
         return db
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self._path, isolation_level=None, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        db = sqlite3.connect(self._path, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            sqlite_pragmas(db)
         except BaseException:
             db.close()
             raise
