@@ -16,7 +16,7 @@ Two ways of feeding the store, each `--runs` times on a fresh database (median a
 - burst: every row submitted as fast as the loop can (an await per 10, no waiting), then
   flushed: the store works off a backlog of all of them (and holds up to 20,000 in memory).
 The clock runs from the first submit to the end of flush, so it covers encoding, the spool
-(one write per row) and the database commits. A 1,000-row warm-up runs first (connections,
+(one write per turn of the loop) and the database commits. A 1,000-row warm-up runs first (connections,
 migrations, caches).
 
 PostgreSQL: a fresh database per run is created on the server named by --postgres (or

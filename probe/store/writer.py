@@ -1,6 +1,7 @@
 """`Store`: the daemon's only way to the database, built so that no measurement is lost.
 
-Journal first: `submit()` appends the row to the spool (see spool.py) and returns; a background
+Journal first: `submit()` appends the row to the spool (see spool.py) and returns; the rows
+submitted during one turn of the event loop go to disk together right after it. A background
 task takes closed spool segments oldest first, writes them in one transaction (INSERT ... ON
 CONFLICT (uid) DO NOTHING, through the driver: see bulk.py; several segments at once when a
 backlog has built up) and deletes the segments only after the commit. While the database is
@@ -69,6 +70,7 @@ class Store:
         self._attempts = 0
         self._write_errors = 0
         self._closed = False
+        self._write_scheduled = False
         self._task = asyncio.create_task(self._run(), name="curfew-store-writer")
 
     @classmethod
@@ -112,7 +114,8 @@ class Store:
     # -- the daemon's side -------------------------------------------------------------------
 
     def submit(self, result: Result) -> None:
-        """Journal `result` and queue it for the database; returns at once.
+        """Journal `result` and queue it for the database; returns at once. The journal's file
+        has it once the event loop turns (before any other task or callback runs).
 
         Raises only for a bug (a result that cannot be encoded, a closed store).
         """
@@ -122,6 +125,14 @@ class Store:
         was_empty = self._spool.current is None
         if self._spool.append(row, line, self._loop.time()) or was_empty:
             self._wake.set()
+        if not self._write_scheduled:
+            self._write_scheduled = True
+            self._loop.call_soon(self._write_journal)
+
+    def _write_journal(self) -> None:
+        """The rows submitted during the last turn of the loop, to the spool's file at once."""
+        self._write_scheduled = False
+        self._spool.write()
 
     async def flush(self) -> None:
         """Return when everything submitted so far is in the database or, if a write attempt

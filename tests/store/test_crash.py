@@ -27,6 +27,7 @@ VICTIM = textwrap.dedent(
             store.submit(r)
             if i % 150 == 0:
                 await asyncio.sleep(0.01)  # let the writer commit some batches
+        await asyncio.sleep(0)  # one turn of the loop: the last submits are journalled
         print("submitted", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)  # no flush, no close
 
