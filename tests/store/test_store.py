@@ -85,6 +85,28 @@ async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     assert (mode, sync) == ("wal", 1)  # 1 = NORMAL
 
 
+async def test_a_new_sqlite_database_has_16k_pages_and_an_older_one_keeps_its_own(tmp_path: Path) -> None:
+    import sqlite3
+
+    from probe.store.engine import SQLITE_PAGE_SIZE
+
+    old = tmp_path / "old.db"  # made by a version before the page size was set: 4 KiB, WAL
+    with contextlib.closing(sqlite3.connect(old)) as db:
+        db.execute("PRAGMA page_size=4096")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE earlier (x)")
+    for path in (tmp_path / "new.db", old):
+        store = await open_store(f"sqlite:///{path}", tmp_path / f"spool-{path.stem}")
+        store.submit(result())
+        await store.close()
+    sizes = {}
+    for path in (tmp_path / "new.db", old):
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            sizes[path.stem] = db.execute("PRAGMA page_size").fetchone()[0]
+            assert db.execute("SELECT count(*) FROM measurements").fetchone()[0] == 1
+    assert sizes == {"new": SQLITE_PAGE_SIZE, "old": 4096}
+
+
 async def test_sqlite_checkpoints_keep_the_wal_small_while_writing(tmp_path: Path) -> None:
     """The writer's connection leaves checkpoints to a thread of their own (its own
     auto-checkpoint is a 64 MiB backstop): that thread must keep up, or the WAL would hold
