@@ -19,6 +19,10 @@ The clock runs from the first submit to the end of flush, so it covers encoding,
 (one write per turn of the loop) and the database commits. A 1,000-row warm-up runs first (connections,
 migrations, caches).
 
+--prefill N (SQLite only): each run starts from a copy of a database already holding N
+measurements (made once, by one SQL statement: time-ordered uids, 10 vantages x 5 targets,
+the same observations), for the rate after months of use rather than on the first day.
+
 PostgreSQL: a fresh database per run is created on the server named by --postgres (or
 CURFEW_TEST_POSTGRES; the role needs CREATEDB) and dropped afterwards; if the server cannot
 be reached, a skip line is printed.
@@ -28,7 +32,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -46,6 +53,8 @@ from probe.round import Result
 from probe.store import Store, tables
 from probe.store.engine import create_engine
 from probe.store.mapping import result_row
+from probe.store.migrate import upgrade
+from probe.uid import new_uid
 from tests.store.builders import T0, result
 
 CHUNK = 10
@@ -60,12 +69,38 @@ def make_results(n: int, offset: int = 0) -> list[Result]:
     out = []
     for i in range(n):
         template = templates[1] if i % 10 == 9 else templates[0]
-        m = replace(template.measurement, uid=uuid.uuid4().hex, started_at=T0 + timedelta(seconds=offset + i))
+        m = replace(template.measurement, uid=new_uid(), started_at=T0 + timedelta(seconds=offset + i))
         out.append(Result(m, template.analysis))
     return out
 
 
-async def ingest(url: str, spool: Path, rows: int, batch_size: int, window: int | None) -> dict[str, float]:
+PREFILL_SQL = """
+INSERT INTO measurements (uid, started_at, vantage, target, url, verdict, runtime_s, reason,
+                          observations, analysis, local_day, local_hour)
+WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?)
+SELECT printf('%012x', 1500000000000 + x * 30000) || '7' || lower(substr(hex(randomblob(10)), 1, 19)),
+       datetime(1500000000 + x * 30, 'unixepoch'), 'kz-' || (x % 10), 't' || (x % 5),
+       'https://www.facebook.com/', 'ok', 1.0, 'ok', CAST(? AS TEXT), CAST(? AS TEXT), '2017-07-14', 2
+FROM n
+"""
+
+
+def sqlite_template(directory: Path, rows: int) -> Path:
+    """A database already holding `rows` measurements (older, time-ordered uids, 10 vantages x
+    5 targets, the bench's observations), made once and copied for each run."""
+    path = directory / "template.db"
+    upgrade(f"sqlite:///{path}")
+    row = result_row(result())
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(PREFILL_SQL, (rows, row["observations"], row["analysis"]))
+        db.commit()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
+async def ingest(
+    url: str, spool: Path, rows: int, batch_size: int, window: int | None, prefilled: int = 0
+) -> dict[str, float]:
     """One run; `window` None is a burst."""
     store = await Store.open(url, spool, batch_size=batch_size)
     for r in make_results(1000, offset=-10_000):
@@ -88,8 +123,10 @@ async def ingest(url: str, spool: Path, rows: int, batch_size: int, window: int 
     async with engine.connect() as conn:
         count = (await conn.execute(select(func.count()).select_from(tables.measurements))).scalar_one()
     await engine.dispose()
-    if count != rows + 1000 or errors:
-        raise SystemExit(f"{url}: expected {rows + 1000} rows, found {count} ({errors} write errors)")
+    if count != prefilled + rows + 1000 or errors:
+        raise SystemExit(
+            f"{url}: expected {prefilled + rows + 1000} rows, found {count} ({errors} write errors)"
+        )
     return {
         "rate": rows / (t1 - t0),
         "submit_us": (t_submitted - t0) / rows * 1e6,
@@ -139,12 +176,19 @@ def report(backend: str, mode: str, runs: list[dict[str, float]]) -> None:
     )
 
 
-async def run_sqlite(args: argparse.Namespace, window: int | None) -> list[dict[str, float]]:
+async def run_sqlite(
+    args: argparse.Namespace, window: int | None, template: Path | None
+) -> list[dict[str, float]]:
     out = []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="curfew-store-bench-") as tmp:
-            url = f"sqlite:///{Path(tmp) / 'curfew.db'}"
-            out.append(await ingest(url, Path(tmp) / "spool", args.rows, args.batch_size, window))
+            db = Path(tmp) / "curfew.db"
+            if template is not None:
+                shutil.copyfile(template, db)
+            url = f"sqlite:///{db}"
+            out.append(
+                await ingest(url, Path(tmp) / "spool", args.rows, args.batch_size, window, args.prefill)
+            )
     return out
 
 
@@ -171,12 +215,27 @@ async def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--window", type=int, default=4, help="batches in flight (sustained)")
     parser.add_argument("--postgres", default=os.environ.get("CURFEW_TEST_POSTGRES", DEFAULT_POSTGRES))
+    parser.add_argument(
+        "--prefill", type=int, default=0, help="SQLite only: measurements already in the database"
+    )
     args = parser.parse_args()
 
     size = len(result_row(result())["observations"])
     print(f"{args.rows:,} measurements a run, ~{size:,} bytes of observations each, batch {args.batch_size}")
-    for mode, window in (("sustained", args.window), ("burst", None)):
-        report("sqlite", mode, await run_sqlite(args, window))
+    with tempfile.TemporaryDirectory(prefix="curfew-store-bench-template-") as tmp:
+        template = None
+        if args.prefill:
+            t0 = time.perf_counter()
+            template = sqlite_template(Path(tmp), args.prefill)
+            print(
+                f"sqlite: each run starts from a database of {args.prefill:,} measurements "
+                f"({template.stat().st_size / 1e9:.1f} GB, made in {time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
+        for mode, window in (("sustained", args.window), ("burst", None)):
+            report("sqlite", mode, await run_sqlite(args, window, template))
+    if args.prefill:
+        return
     try:
         await _admin(args.postgres, "SELECT 1")
     except Exception as exc:  # refused, unreachable, bad credentials: all mean "skip"

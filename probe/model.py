@@ -7,10 +7,11 @@ Times `t0`/`t` are seconds since the measurement started, read from a monotonic 
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal, get_args
+
+from probe.uid import new_uid
 
 Operation = Literal["dns", "tcp_connect", "tls_handshake", "http_request", "throughput"]
 Phase = Literal["dns", "tcp_connect", "tls_handshake", "http_first_byte", "http_total"]
@@ -172,8 +173,9 @@ class Measurement:
     proxy: str | None = None  # scheme://host:port of the proxy, credentials removed
     deadline_hit: bool = False
     labels: dict[str, str] = field(default_factory=dict)
-    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
-    """Unique id (OONI's measurement_uid role): lets the store write each one exactly once."""
+    uid: str = field(default_factory=new_uid)
+    """Unique id (OONI's measurement_uid role): lets the store write each one exactly once.
+    Time-ordered (a v7 UUID, see `probe.uid`), so the database's index on it stays cheap."""
 
     @property
     def tls_issuer(self) -> str | None:

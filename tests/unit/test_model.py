@@ -54,3 +54,15 @@ def test_json_shape_has_ooni_time_and_a_uid() -> None:
     assert len(data["uid"]) == 32
     assert data["throughput"]["bps"] == 150000.0
     assert sample().uid != sample().uid
+
+
+def test_uids_are_v7_uuids_ordered_by_time() -> None:
+    import uuid
+
+    from probe.uid import new_uid
+
+    ids = [new_uid(t * 1_000_000) for t in range(1_560_056_400_000, 1_560_056_400_000 + 50)]
+    assert ids == sorted(ids) and len(set(ids)) == 50
+    assert all(uuid.UUID(hex=u).version == 7 for u in ids)
+    assert len({new_uid(0) for _ in range(1000)}) == 1000  # the same millisecond: still unique
+    assert uuid.UUID(hex=sample().uid).version == 7
