@@ -202,13 +202,19 @@ def phase_durations(m: Measurement) -> dict[Phase, float]:
     if m.dns is not None and m.dns.failure is None and m.dns.engine != "proxy":
         out["dns"] = m.dns.t - m.dns.t0
     address = m.http.address if m.http is not None else None
-    tcp = next((o for o in m.tcp if o.failure is None and o.address == address), None)
-    tcp = tcp or next((o for o in m.tcp if o.failure is None), None)
+    tcp = None
+    for o in m.tcp:  # plain loops: this runs for every measurement stored (see mapping.encode)
+        if o.failure is None:
+            if o.address == address:
+                tcp = o
+                break
+            tcp = tcp or o
     if tcp is not None:
         out["tcp_connect"] = tcp.t - tcp.t0
-    tls = next((o for o in m.tls if o.failure is None and (address is None or o.address == address)), None)
-    if tls is not None:
-        out["tls_handshake"] = tls.t - tls.t0
+    for h in m.tls:
+        if h.failure is None and (address is None or h.address == address):
+            out["tls_handshake"] = h.t - h.t0
+            break
     if m.http is not None and m.http.failure is None:
         if m.http.ttfb is not None:
             out["http_first_byte"] = m.http.ttfb
