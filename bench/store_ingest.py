@@ -19,9 +19,11 @@ The clock runs from the first submit to the end of flush, so it covers encoding,
 (one write per turn of the loop) and the database commits. A 1,000-row warm-up runs first (connections,
 migrations, caches).
 
---prefill N (SQLite only): each run starts from a copy of a database already holding N
-measurements (made once, by one SQL statement: time-ordered uids, 10 vantages x 5 targets,
-the same observations), for the rate after months of use rather than on the first day.
+--prefill N (SQLite only): the runs go into one database that already holds N measurements
+(made by one SQL statement: time-ordered uids, 10 vantages x 5 targets, the same
+observations; each run adds its rows to it), for the rate after months of use rather than on
+the first day. The database is synced and the disk left alone for --settle seconds first:
+measured right after writing 5 GB, the disk was still busy and checkpoints took 2-5x longer.
 
 PostgreSQL: a fresh database per run is created on the server named by --postgres (or
 CURFEW_TEST_POSTGRES; the role needs CREATEDB) and dropped afterwards; if the server cannot
@@ -34,7 +36,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import sqlite3
 import sys
 import tempfile
@@ -85,10 +86,10 @@ FROM n
 """
 
 
-def sqlite_template(directory: Path, rows: int) -> Path:
+def sqlite_prefilled(directory: Path, rows: int) -> Path:
     """A database already holding `rows` measurements (older, time-ordered uids, 10 vantages x
-    5 targets, the bench's observations), made once and copied for each run."""
-    path = directory / "template.db"
+    5 targets, the bench's observations)."""
+    path = directory / "curfew.db"
     upgrade(f"sqlite:///{path}")
     row = result_row(result())
     with contextlib.closing(sqlite3.connect(path)) as db:
@@ -177,19 +178,22 @@ def report(backend: str, mode: str, runs: list[dict[str, float]]) -> None:
 
 
 async def run_sqlite(
-    args: argparse.Namespace, window: int | None, template: Path | None
+    args: argparse.Namespace, window: int | None, big: Path | None
 ) -> list[dict[str, float]]:
+    """Each run on a fresh database, or all of them into the prefilled database `big` (each run
+    adds its rows: 1,000,000 -> 1,021,000 -> ...), which is what a database in use sees."""
     out = []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="curfew-store-bench-") as tmp:
-            db = Path(tmp) / "curfew.db"
-            if template is not None:
-                shutil.copyfile(template, db)
+            db, before = (big, _count_sqlite(big)) if big is not None else (Path(tmp) / "curfew.db", 0)
             url = f"sqlite:///{db}"
-            out.append(
-                await ingest(url, Path(tmp) / "spool", args.rows, args.batch_size, window, args.prefill)
-            )
+            out.append(await ingest(url, Path(tmp) / "spool", args.rows, args.batch_size, window, before))
     return out
+
+
+def _count_sqlite(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute("SELECT count(*) FROM measurements").fetchone()[0])
 
 
 async def run_postgresql(args: argparse.Namespace, window: int | None) -> list[dict[str, float]]:
@@ -218,22 +222,27 @@ async def main() -> None:
     parser.add_argument(
         "--prefill", type=int, default=0, help="SQLite only: measurements already in the database"
     )
+    parser.add_argument("--settle", type=int, default=60, help="seconds of rest after --prefill")
     args = parser.parse_args()
 
     size = len(result_row(result())["observations"])
     print(f"{args.rows:,} measurements a run, ~{size:,} bytes of observations each, batch {args.batch_size}")
-    with tempfile.TemporaryDirectory(prefix="curfew-store-bench-template-") as tmp:
-        template = None
+    with tempfile.TemporaryDirectory(prefix="curfew-store-bench-big-") as tmp:
+        big = None
         if args.prefill:
             t0 = time.perf_counter()
-            template = sqlite_template(Path(tmp), args.prefill)
+            big = sqlite_prefilled(Path(tmp), args.prefill)
+            made = time.perf_counter() - t0
+            os.sync()  # a database in use for months is on disk, not being written back:
+            time.sleep(args.settle)  # let the disk finish with the gigabytes just written
             print(
-                f"sqlite: each run starts from a database of {args.prefill:,} measurements "
-                f"({template.stat().st_size / 1e9:.1f} GB, made in {time.perf_counter() - t0:.0f} s)",
+                f"sqlite: all runs into one database that held {args.prefill:,} measurements at the start "
+                f"({big.stat().st_size / 1e9:.1f} GB, made in {made:.0f} s, then synced and "
+                f"{args.settle} s of rest)",
                 flush=True,
             )
         for mode, window in (("sustained", args.window), ("burst", None)):
-            report("sqlite", mode, await run_sqlite(args, window, template))
+            report("sqlite", mode, await run_sqlite(args, window, big))
     if args.prefill:
         return
     try:
