@@ -45,15 +45,26 @@ JOURNAL_SIZE_LIMIT: Final = 32 * 1024 * 1024
 """Bytes the WAL file is cut back to after a checkpoint has emptied it."""
 
 
+_TEXT: Final = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+
+
 def started_at_text(value: datetime) -> str:
     """What `tables.UTCDateTime` stores on SQLite: naive UTC text with microseconds.
 
     >>> started_at_text(datetime(2019, 6, 9, 5, 0, 1, 250_000, tzinfo=UTC))
     '2019-06-09 05:00:01.250000'
+    >>> from datetime import timedelta, timezone
+    >>> started_at_text(datetime(2019, 6, 9, 11, 0, 1, tzinfo=timezone(timedelta(hours=6))))
+    '2019-06-09 05:00:01.000000'
+    >>> started_at_text(datetime(2019, 6, 9, 5, 0, 1))  # naive: taken as UTC
+    '2019-06-09 05:00:01.000000'
     """
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:  # the daemon's own times are UTC already: 1.0 us instead of 2.0
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    v = value
+    return _TEXT % (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
 
 
 def statement_sizes(rows: int, largest: int) -> list[int]:
