@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/store_ingest.py [--rows 20000] [--runs 3] [--batch-size 500] [--window 4]
                                            [--postgres postgresql://curfew:curfew@127.0.0.1:5432/curfew_test]
+                                           [--backend both|sqlite|postgresql] [--prefill N] [--settle 60]
 
 Rows are realistic: a measurement with DNS, two TCP connects, two TLS handshakes with a
 three-certificate chain, an HTTP page (12 headers; its 1 KB body sample is stored only on
@@ -19,11 +20,13 @@ The clock runs from the first submit to the end of flush, so it covers encoding,
 (one write per turn of the loop) and the database commits. A 1,000-row warm-up runs first (connections,
 migrations, caches).
 
---prefill N (SQLite only): the runs go into one database that already holds N measurements
+--prefill N: the runs go into one database (per backend) that already holds N measurements
 (made by one SQL statement: time-ordered uids, 10 vantages x 5 targets, the same
 observations; each run adds its rows to it), for the rate after months of use rather than on
 the first day. The database is synced and the disk left alone for --settle seconds first:
 measured right after writing 5 GB, the disk was still busy and checkpoints took 2-5x longer.
+On PostgreSQL the prefill is VACUUM ANALYZEd and CHECKPOINTed first (the role needs
+pg_checkpoint for that: GRANT pg_checkpoint TO curfew; without it a line says so).
 
 PostgreSQL: a fresh database per run is created on the server named by --postgres (or
 CURFEW_TEST_POSTGRES; the role needs CREATEDB) and dropped afterwards; if the server cannot
@@ -136,7 +139,7 @@ async def ingest(
     }
 
 
-async def _admin(url: str, sql: str) -> None:
+async def _admin(url: str, sql: str, *params: object) -> None:
     import asyncpg
 
     u = make_url(url)
@@ -144,7 +147,7 @@ async def _admin(url: str, sql: str) -> None:
         host=u.host, port=u.port or 5432, user=u.username, password=u.password, database=u.database, timeout=3
     )
     try:
-        await conn.execute(sql)
+        await conn.execute(sql, *params, timeout=None)
     finally:
         await conn.close()
 
@@ -196,7 +199,18 @@ def _count_sqlite(path: Path) -> int:
         return int(db.execute("SELECT count(*) FROM measurements").fetchone()[0])
 
 
+PREFILL_POSTGRESQL = """
+INSERT INTO measurements (uid, started_at, vantage, target, url, verdict, runtime_s, reason,
+                          observations, analysis, local_day, local_hour)
+SELECT lpad(to_hex(1500000000000 + x::bigint * 30000), 12, '0') || '7' || substr(md5(x::text), 1, 19),
+       to_timestamp(1500000000 + x * 30), 'kz-' || (x % 10), 't' || (x % 5),
+       'https://www.facebook.com/', 'ok', 1.0, 'ok', $2::json, $3::json, '2017-07-14', 2
+FROM generate_series(1, $1::int) AS x
+"""
+
+
 async def run_postgresql(args: argparse.Namespace, window: int | None) -> list[dict[str, float]]:
+    """Each run on a fresh database, or with --prefill all of them into one prefilled database."""
     out = []
     for _ in range(args.runs):
         name = f"curfew_bench_{uuid.uuid4().hex[:8]}"
@@ -210,6 +224,63 @@ async def run_postgresql(args: argparse.Namespace, window: int | None) -> list[d
     return out
 
 
+async def run_postgresql_prefilled(args: argparse.Namespace) -> None:
+    """Both modes into one database holding --prefill measurements, made and dropped here."""
+    name = f"curfew_bench_{uuid.uuid4().hex[:8]}"
+    await _admin(args.postgres, f'CREATE DATABASE "{name}"')
+    try:
+        url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
+        t0 = time.perf_counter()
+        await asyncio.to_thread(upgrade, url)
+        row = result_row(result())
+        await _admin(
+            url, PREFILL_POSTGRESQL, args.prefill, row["observations"].decode(), row["analysis"].decode()
+        )
+        await _admin(url, "VACUUM ANALYZE measurements")  # as autovacuum leaves a table in use
+        made = time.perf_counter() - t0
+        await _checkpoint(url)
+        os.sync()
+        time.sleep(args.settle)
+        print(
+            f"postgresql: all runs into one database that held {args.prefill:,} measurements at the start "
+            f"(made in {made:.0f} s, then synced and {args.settle} s of rest)",
+            flush=True,
+        )
+        for mode, window in (("sustained", args.window), ("burst", None)):
+            runs = []
+            for _ in range(args.runs):
+                with tempfile.TemporaryDirectory(prefix="curfew-store-bench-") as tmp:
+                    before = await _count_postgresql(url)
+                    runs.append(
+                        await ingest(url, Path(tmp) / "spool", args.rows, args.batch_size, window, before)
+                    )
+            report("postgresql", mode, runs)
+    finally:
+        await _drop(args.postgres, name)
+
+
+async def _checkpoint(url: str) -> None:
+    """Have the server write the prefill out now: else its checkpointer spreads that over the
+    next minutes (checkpoint_completion_target), under the runs."""
+    import asyncpg
+
+    try:
+        await _admin(url, "CHECKPOINT")
+    except asyncpg.InsufficientPrivilegeError:
+        print("postgresql: no CHECKPOINT (GRANT pg_checkpoint TO the role): the server may still be writing")
+
+
+async def _count_postgresql(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return int(
+                (await conn.execute(select(func.count()).select_from(tables.measurements))).scalar_one()
+            )
+    finally:
+        await engine.dispose()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -219,14 +290,20 @@ async def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--window", type=int, default=4, help="batches in flight (sustained)")
     parser.add_argument("--postgres", default=os.environ.get("CURFEW_TEST_POSTGRES", DEFAULT_POSTGRES))
-    parser.add_argument(
-        "--prefill", type=int, default=0, help="SQLite only: measurements already in the database"
-    )
+    parser.add_argument("--prefill", type=int, default=0, help="measurements already in the database")
     parser.add_argument("--settle", type=int, default=60, help="seconds of rest after --prefill")
+    parser.add_argument("--backend", choices=("both", "sqlite", "postgresql"), default="both")
     args = parser.parse_args()
 
     size = len(result_row(result())["observations"])
     print(f"{args.rows:,} measurements a run, ~{size:,} bytes of observations each, batch {args.batch_size}")
+    if args.backend in ("both", "sqlite"):
+        await bench_sqlite(args)
+    if args.backend in ("both", "postgresql"):
+        await bench_postgresql(args)
+
+
+async def bench_sqlite(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="curfew-store-bench-big-") as tmp:
         big = None
         if args.prefill:
@@ -243,12 +320,16 @@ async def main() -> None:
             )
         for mode, window in (("sustained", args.window), ("burst", None)):
             report("sqlite", mode, await run_sqlite(args, window, big))
-    if args.prefill:
-        return
+
+
+async def bench_postgresql(args: argparse.Namespace) -> None:
     try:
         await _admin(args.postgres, "SELECT 1")
     except Exception as exc:  # refused, unreachable, bad credentials: all mean "skip"
         print(f"postgresql skipped: {args.postgres.split('@')[-1]} not reachable ({exc})")
+        return
+    if args.prefill:
+        await run_postgresql_prefilled(args)
         return
     for mode, window in (("sustained", args.window), ("burst", None)):
         report("postgresql", mode, await run_postgresql(args, window))
