@@ -102,11 +102,10 @@ def sqlite_prefilled(directory: Path, rows: int) -> Path:
     return path
 
 
-async def ingest(
-    url: str, spool: Path, rows: int, batch_size: int, window: int | None, prefilled: int = 0
-) -> dict[str, float]:
+async def ingest(url: str, spool: Path, rows: int, batch_size: int, window: int | None) -> dict[str, float]:
     """One run; `window` None is a burst."""
     store = await Store.open(url, spool, batch_size=batch_size)
+    before = await count_measurements(url)  # 0, or what --prefill and earlier runs left
     for r in make_results(1000, offset=-10_000):
         store.submit(r)
     await store.flush()
@@ -123,13 +122,10 @@ async def ingest(
     t1, cpu1 = time.perf_counter(), time.process_time()
     errors = store.write_errors
     await store.close()
-    engine = create_engine(url)
-    async with engine.connect() as conn:
-        count = (await conn.execute(select(func.count()).select_from(tables.measurements))).scalar_one()
-    await engine.dispose()
-    if count != prefilled + rows + 1000 or errors:
+    count = await count_measurements(url)
+    if count != before + rows + 1000 or errors:
         raise SystemExit(
-            f"{url}: expected {prefilled + rows + 1000} rows, found {count} ({errors} write errors)"
+            f"{url}: expected {before + rows + 1000} rows, found {count} ({errors} write errors)"
         )
     return {
         "rate": rows / (t1 - t0),
@@ -188,15 +184,9 @@ async def run_sqlite(
     out = []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="curfew-store-bench-") as tmp:
-            db, before = (big, _count_sqlite(big)) if big is not None else (Path(tmp) / "curfew.db", 0)
-            url = f"sqlite:///{db}"
-            out.append(await ingest(url, Path(tmp) / "spool", args.rows, args.batch_size, window, before))
+            url = f"sqlite:///{big or Path(tmp) / 'curfew.db'}"
+            out.append(await ingest(url, Path(tmp) / "spool", args.rows, args.batch_size, window))
     return out
-
-
-def _count_sqlite(path: Path) -> int:
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        return int(db.execute("SELECT count(*) FROM measurements").fetchone()[0])
 
 
 PREFILL_POSTGRESQL = """
@@ -250,10 +240,7 @@ async def run_postgresql_prefilled(args: argparse.Namespace) -> None:
             runs = []
             for _ in range(args.runs):
                 with tempfile.TemporaryDirectory(prefix="curfew-store-bench-") as tmp:
-                    before = await _count_postgresql(url)
-                    runs.append(
-                        await ingest(url, Path(tmp) / "spool", args.rows, args.batch_size, window, before)
-                    )
+                    runs.append(await ingest(url, Path(tmp) / "spool", args.rows, args.batch_size, window))
             report("postgresql", mode, runs)
     finally:
         await _drop(args.postgres, name)
@@ -270,7 +257,7 @@ async def _checkpoint(url: str) -> None:
         print("postgresql: no CHECKPOINT (GRANT pg_checkpoint TO the role): the server may still be writing")
 
 
-async def _count_postgresql(url: str) -> int:
+async def count_measurements(url: str) -> int:
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:
