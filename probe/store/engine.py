@@ -20,8 +20,8 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 SQLITE_PAGE_SIZE = 16384
 """Bytes a page, for databases created from now on (an existing one keeps its own until a
 VACUUM). A measurement row is ~4.5 KB: with SQLite's default 4 KiB pages every row spilled
-into an overflow page; 16 KiB pages hold it whole, and inserting a row cost 24 us instead of
-36 (docs/benchmarks.md)."""
+into an overflow page; 16 KiB pages hold it whole, and the writer spent 28 us on a row instead
+of 36 (INSERT 18 instead of 22.5, COMMIT 4.6 instead of 7.4; docs/benchmarks.md)."""
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",

@@ -54,8 +54,9 @@ SUFFIX = ".spool"
 FREE_SUFFIX = ".free"
 LOCK_NAME = "spool.lock"
 FREE_FILES = 4
-IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
 """Written segment files kept for reuse (each about one batch: ~2.5 MB at 500 rows)."""
+IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
+"""Buffers one `writev` takes (1024 on Linux): a turn's lines beyond it take more calls."""
 
 
 class SpoolLocked(Exception):
