@@ -59,6 +59,7 @@ from probe.store.engine import create_engine
 from probe.store.mapping import result_row
 from probe.store.migrate import upgrade
 from probe.uid import new_uid
+from tests.conftest import drop_database
 from tests.store.builders import T0, result
 
 CHUNK = 10
@@ -148,21 +149,6 @@ async def _admin(url: str, sql: str, *params: object) -> None:
         await conn.close()
 
 
-async def _drop(url: str, name: str) -> None:
-    """DROP DATABASE, retried: an autovacuum worker (the server's own role, which this role
-    cannot terminate) may be in the fresh database for a moment."""
-    import asyncpg
-
-    for attempt in range(10):
-        try:
-            await _admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            return
-        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
-            if attempt == 9:
-                raise
-            await asyncio.sleep(1)
-
-
 def report(backend: str, mode: str, runs: list[dict[str, float]]) -> None:
     target = TARGETS[backend]
     runs = sorted(runs, key=lambda f: f["rate"])
@@ -210,7 +196,7 @@ async def run_postgresql(args: argparse.Namespace, window: int | None) -> list[d
             with tempfile.TemporaryDirectory(prefix="curfew-store-bench-") as tmp:
                 out.append(await ingest(url, Path(tmp) / "spool", args.rows, args.batch_size, window))
         finally:
-            await _drop(args.postgres, name)
+            await drop_database(args.postgres, name)
     return out
 
 
@@ -243,7 +229,7 @@ async def run_postgresql_prefilled(args: argparse.Namespace) -> None:
                     runs.append(await ingest(url, Path(tmp) / "spool", args.rows, args.batch_size, window))
             report("postgresql", mode, runs)
     finally:
-        await _drop(args.postgres, name)
+        await drop_database(args.postgres, name)
 
 
 async def _checkpoint(url: str) -> None:

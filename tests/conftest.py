@@ -49,4 +49,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     try:
         yield make_url(base).set(database=name).render_as_string(hide_password=False)
     finally:
-        asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop_database(base, name))
+
+
+async def drop_database(url: str, name: str) -> None:
+    """Drop a test database, ending any sessions a test left behind (FORCE).
+
+    PostgreSQL refuses FORCE to a role without pg_signal_backend while an autovacuum worker
+    is in the database (the worker's role is not one the test role belongs to). The worker
+    is done with a test-sized database in moments, so the drop is retried, a bounded
+    number of times (as it is when a session is still being set up: "in use").
+    """
+    import asyncpg
+
+    for attempt in range(50):
+        try:
+            await _admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+            if attempt == 49:
+                raise
+            await asyncio.sleep(0.2)

@@ -207,13 +207,12 @@ async def test_unreachable_at_start_then_replayed_by_the_next_run(
 async def make_unreachable(database_url: str) -> None:
     """The database cannot be opened: the SQLite path is a directory, the PostgreSQL database
     does not exist (yet)."""
-    from tests.conftest import POSTGRES_ENV, _admin
+    from tests.conftest import POSTGRES_ENV, drop_database
 
     if database_url.startswith("sqlite"):
         Path(make_url(database_url).database or "").mkdir(parents=True)
     else:
-        name = make_url(database_url).database
-        await _admin(os.environ[POSTGRES_ENV], f'DROP DATABASE "{name}" WITH (FORCE)')
+        await drop_database(os.environ[POSTGRES_ENV], make_url(database_url).database or "")
 
 
 async def make_reachable(database_url: str) -> None:
