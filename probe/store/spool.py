@@ -98,8 +98,7 @@ class Spool:
         self.in_memory = 0
         self.pending = 0
         self.append_errors = 0
-        self._unwritten: list[Row] = []  # appended to the current segment, not yet written
-        self._iov: list[bytes] = []  # their tags and lines
+        self._iov: list[bytes] = []  # tag, line, tag, line...: appended, not yet written
         for path in sorted(directory.glob(f"*{SUFFIX}")):
             if path.stem.isdigit():
                 count, tagged = _count_lines(path, int(path.stem))
@@ -118,7 +117,6 @@ class Spool:
         if seg is None:
             seg = self.current = self._open_segment(now)
         if seg.fd is not None:
-            self._unwritten.append(row)
             self._iov += (seg.tag, line)
         if seg.rows is not None:
             if self.in_memory >= self.memory_rows and seg.fd is not None:
@@ -138,7 +136,7 @@ class Spool:
         """Put the lines appended since the last call into the current segment's file: one
         `writev` for all of them (the store calls this once per turn of the event loop)."""
         seg = self.current
-        if not self._unwritten or seg is None or seg.fd is None:
+        if not self._iov or seg is None or seg.fd is None:
             return
         try:
             _write_all(seg.fd, self._iov)
@@ -146,16 +144,18 @@ class Spool:
             # The disk is full or gone: this segment's rows (those on disk read back) stay
             # in memory from here on, whatever `memory_rows` says, since what is not on
             # disk would be lost if they were dropped; the next segment tries the disk again.
+            unwritten = self._iov[1::2]
             self.append_errors += 1
-            log.error("spool write failed (%s); keeping %d measurements in memory", exc, len(self._unwritten))
+            log.error("spool write failed (%s); keeping %d measurements in memory", exc, len(unwritten))
             with contextlib.suppress(OSError):
                 os.close(seg.fd)
             seg.fd = None
-            if seg.rows is None:
-                on_disk = seg.count - len(self._unwritten)
-                seg.rows = (_read_rows(seg.path, seg.seq)[:on_disk] if on_disk else []) + self._unwritten
+            if seg.rows is None:  # past memory_rows: the rows come back from their lines
+                on_disk = seg.count - len(unwritten)
+                seg.rows = (_read_rows(seg.path, seg.seq)[:on_disk] if on_disk else []) + [
+                    line_row(line) for line in unwritten
+                ]
                 self.in_memory += len(seg.rows)
-        self._unwritten = []
         self._iov = []
 
     def rotate(self) -> None:
