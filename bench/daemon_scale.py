@@ -29,8 +29,7 @@ from probe.config import parse_config
 from probe.daemon.prober import Prober
 from probe.daemon.scheduler import Scheduler, pairs_of
 from probe.metrics import Metrics, serve_metrics
-from probe.model import DnsObservation, HttpObservation, Measurement, TcpObservation, TlsObservation
-from probe.round import Result
+from probe.model import DnsObservation, HttpObservation, Measurement, Result, TcpObservation, TlsObservation
 from probe.store import Store
 
 

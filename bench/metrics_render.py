@@ -38,18 +38,18 @@ from datetime import UTC, datetime
 
 from prometheus_client import generate_latest
 
-from probe.analysis.verdict import Analysis
 from probe.metrics import Metrics, serve_metrics
 from probe.model import (
+    Analysis,
     DnsObservation,
     HttpObservation,
     Measurement,
+    Result,
     TcpObservation,
     ThroughputObservation,
     TlsObservation,
     Verdict,
 )
-from probe.round import Result
 
 TARGET_MS = 50.0
 

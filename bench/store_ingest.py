@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from probe.round import Result
+from probe.model import Result
 from probe.store import Store, tables
 from probe.store.engine import create_engine
 from probe.store.mapping import result_row

@@ -32,6 +32,9 @@ OPERATIONS: tuple[Operation, ...] = get_args(Operation)
 PHASES: tuple[Phase, ...] = get_args(Phase)
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
+Blocking = Literal["dns", "tcp_ip", "tls", "http-diff", "http-failure", "throttling"]
+"""Where the analysis places the blocking, in OONI's web_connectivity vocabulary."""
+
 DnsEngine = Literal["system", "udp", "tcp", "doh", "proxy"]
 
 
@@ -190,6 +193,35 @@ class Measurement:
         if self.throughput is not None:
             data["throughput"]["bps"] = self.throughput.bps
         return data
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The verdict on one measurement and the evidence behind it.
+
+    `operation`/`failure` name the step judged to be where blocking (or breakage) happened;
+    `failure` is None when that step "succeeded" but was judged blocked (a blockpage, a
+    throttled but complete download). `blocking` uses OONI's flag values.
+    """
+
+    verdict: Verdict
+    operation: Operation | None
+    failure: str | None
+    reason: str
+    blocking: Blocking | None = None
+    accessible: bool | None = None
+    dns_consistency: str | None = None
+    http_diff: bool | None = None
+    fingerprint: str | None = None
+    throughput_ratio: float | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """A measurement and the analysis it was judged with: what the store, metrics and episodes take."""
+
+    measurement: Measurement
+    analysis: Analysis
 
 
 def phase_durations(m: Measurement) -> dict[Phase, float]:

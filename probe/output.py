@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from probe import SOFTWARE_NAME, __version__
-from probe.round import Result
+from probe.model import Result
 
 
 def result_record(result: Result) -> dict[str, Any]:

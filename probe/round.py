@@ -8,23 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from probe.analysis.fingerprints import Fingerprints, default_fingerprints
-from probe.analysis.verdict import Analysis, analyze
+from probe.analysis.verdict import analyze
 from probe.clock import SYSTEM_CLOCK, Clock
 from probe.config import Config, Target, Vantage
 from probe.engine import measure
-from probe.model import Measurement
+from probe.model import Measurement, Result
 from probe.vantage import vantage_network
 
 DEFAULT_CONCURRENCY = 64
-
-
-@dataclass(frozen=True)
-class Result:
-    measurement: Measurement
-    analysis: Analysis
 
 
 async def measure_pairs(

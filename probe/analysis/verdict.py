@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 from urllib.parse import urlsplit
 
 from probe import failures as F
 from probe.analysis.dnscheck import DnsCheck, check_dns
 from probe.analysis.fingerprints import Fingerprints, default_fingerprints
 from probe.analysis.httpdiff import compare_http, redirect_host
-from probe.model import Measurement, Operation, Verdict
-
-Blocking = Literal["dns", "tcp_ip", "tls", "http-diff", "http-failure", "throttling"]
+from probe.model import Analysis, Measurement, Operation
 
 THROTTLING_FACTOR: Final = 10.0
 """A target this many times slower than the controls (dd-007) is throttled."""
@@ -40,27 +37,6 @@ below this (Russia/Twitter 2021: 130-150 kbit/s); a target at tens of Mbit/s nex
 control is a busy machine or a far CDN, not a censor (seen in the lab under CPU contention)."""
 
 _CONNECTIVITY: Final[tuple[Operation, ...]] = ("dns", "tcp_connect", "tls_handshake", "http_request")
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """The verdict on one measurement and the evidence behind it.
-
-    `operation`/`failure` name the step judged to be where blocking (or breakage) happened;
-    `failure` is None when that step "succeeded" but was judged blocked (a blockpage, a
-    throttled but complete download). `blocking` uses OONI's flag values.
-    """
-
-    verdict: Verdict
-    operation: Operation | None
-    failure: str | None
-    reason: str
-    blocking: Blocking | None = None
-    accessible: bool | None = None
-    dns_consistency: str | None = None
-    http_diff: bool | None = None
-    fingerprint: str | None = None
-    throughput_ratio: float | None = None
 
 
 def failing_step(m: Measurement) -> tuple[Operation | None, str | None]:

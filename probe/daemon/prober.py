@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from probe.clock import SYSTEM_CLOCK, Clock
 from probe.config import Config
 from probe.engine import measure
-from probe.model import Measurement
-from probe.round import Result, judge
+from probe.model import Measurement, Result
+from probe.round import judge
 from probe.vantage import VantageNetwork, vantage_network
 
 Measure = Callable[[str, str], Awaitable[Measurement]]

@@ -21,7 +21,7 @@ from probe.daemon.scheduler import Scheduler, pairs_of
 from probe.episodes.monitor import Monitor
 from probe.metrics import Metrics, serve_metrics
 from probe.metrics.blackouts import BlackoutCollector
-from probe.round import Result
+from probe.model import Result
 from probe.store import Store, blackouts
 from probe.store.engine import create_engine
 

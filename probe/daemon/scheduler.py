@@ -22,7 +22,7 @@ from probe.daemon import watch
 from probe.daemon.prober import Prober
 from probe.daemon.schedule import Confirmation, advance, first_run_delay
 from probe.episodes.pattern import Schedule
-from probe.round import Result
+from probe.model import Result
 
 log = logging.getLogger("curfew.scheduler")
 

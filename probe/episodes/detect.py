@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from probe.episodes.model import BLOCKED_VERDICTS, VANTAGE_DOWN, Episode, EpisodeEvent, Observation, midpoint
 
 if TYPE_CHECKING:
-    from probe.round import Result
+    from probe.model import Result
 
 DEFAULT_OPEN_AFTER = 2  # like the daemon's confirm_count
 DEFAULT_CLOSE_AFTER = 2

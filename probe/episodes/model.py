@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Final, Literal
 
 if TYPE_CHECKING:
-    from probe.round import Result
+    from probe.model import Result
 
 BLOCKED_VERDICTS: Final = frozenset(
     {"dns_blocked", "tcp_blocked", "tls_blocked", "tls_mitm", "http_blocked", "throttled"}

@@ -25,7 +25,7 @@ from probe.episodes.model import Episode, EpisodeEvent, Observation
 from probe.episodes.pattern import DEFAULT_WINDOW_DAYS, HourlyCounts, Schedule, infer_pattern, window_start
 
 if TYPE_CHECKING:
-    from probe.round import Result
+    from probe.model import Result
 
 Pair = tuple[str, str]
 EpisodeKey = tuple[str, str | None, datetime]

@@ -48,8 +48,7 @@ from probe.engine import measure
 from probe.episodes.monitor import Monitor
 from probe.lab.lab import Lab
 from probe.lab.scenario import Scenario
-from probe.model import Measurement
-from probe.round import Result
+from probe.model import Measurement, Result
 from probe.store import Store
 from probe.vantage import vantage_network
 

@@ -58,7 +58,7 @@ from probe.metrics.snapshot import PHASE_LE, Histogram, PairState
 from probe.model import PHASES, VERDICTS
 
 if TYPE_CHECKING:
-    from probe.round import Result
+    from probe.model import Result
 
 log = logging.getLogger(__name__)
 

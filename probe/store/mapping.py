@@ -19,8 +19,7 @@ import orjson
 
 from probe.config import Config, Target, Vantage
 from probe.episodes.pattern import local_slot
-from probe.model import Measurement, phase_durations
-from probe.round import Result
+from probe.model import Measurement, Result, phase_durations
 
 Row = dict[str, Any]
 

@@ -30,7 +30,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from probe.config import Config
-from probe.round import Result
+from probe.model import Result
 from probe.store import bulk, migrate, queries
 from probe.store.engine import StoreError, create_engine
 from probe.store.mapping import Row, encode, spool_line

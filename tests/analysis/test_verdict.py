@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from probe.analysis.fingerprints import Fingerprints
-from probe.analysis.verdict import Analysis, analyze, failing_step
-from probe.model import VERDICTS, Measurement, TcpObservation
+from probe.analysis.verdict import analyze, failing_step
+from probe.model import VERDICTS, Analysis, Measurement, TcpObservation
 
 from .builders import MITM_ISSUER, at_control_vantage, control, http, measurement, throughput
 

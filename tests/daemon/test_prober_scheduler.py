@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from probe.config import Config, parse_config
 from probe.daemon.prober import Prober
 from probe.daemon.scheduler import Scheduler
-from probe.model import DnsObservation, HttpObservation, Measurement, TcpObservation, TlsObservation
-from probe.round import Result
+from probe.model import DnsObservation, HttpObservation, Measurement, Result, TcpObservation, TlsObservation
 
 
 def config(interval: float = 60, confirm_interval: float = 30, **extra: object) -> Config:

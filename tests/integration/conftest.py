@@ -9,7 +9,8 @@ from typing import Any
 from probe.config import parse_config
 from probe.lab.lab import Lab
 from probe.lab.scenario import parse_scenario
-from probe.round import Result, judge, measure_pairs
+from probe.model import Result
+from probe.round import judge, measure_pairs
 
 CENSORED = "censored"
 CONTROL_VANTAGE = "control"

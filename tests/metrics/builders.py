@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from probe.analysis.verdict import Analysis
-from probe.model import Measurement, Verdict
-from probe.round import Result
+from probe.model import Analysis, Measurement, Result, Verdict
 from tests.analysis.builders import STARTED, measurement, throughput
 
 VANTAGE = "kz-kazakhtelecom"

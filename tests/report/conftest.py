@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from probe.config import parse_config
-from probe.round import Result
+from probe.model import Result
 from probe.store import Store
 from tests.store.builders import result
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from probe.analysis.verdict import Analysis
 from probe.model import (
+    Analysis,
     Certificate,
     DnsObservation,
     HttpObservation,
     Measurement,
+    Result,
     TcpObservation,
     ThroughputObservation,
     TlsObservation,
 )
-from probe.round import Result
 
 T0 = datetime(2019, 6, 9, 5, 0, tzinfo=UTC)
 ISSUER = "C=US, O=DigiCert Inc, CN=DigiCert SHA2 High Assurance Server CA"

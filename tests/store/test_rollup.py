@@ -15,7 +15,7 @@ from sqlalchemy import insert, select
 
 from probe.commands import analyze
 from probe.config import parse_config
-from probe.round import Result
+from probe.model import Result
 from probe.store import Store, rollup, tables, upgrade
 from probe.store.engine import create_engine
 from probe.store.mapping import result_row
