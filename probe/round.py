@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from probe.analysis.control_vantage import analyze_control_vantage
 from probe.analysis.fingerprints import Fingerprints, default_fingerprints
 from probe.analysis.verdict import analyze
 from probe.clock import SYSTEM_CLOCK, Clock
@@ -58,11 +59,14 @@ def judge(
         if not controls and m.target in control_targets:
             # A lone control target is vouched for by whatever else the vantage reached.
             controls = [o for o in measurements if o.vantage == m.vantage and o.target != m.target]
-        reference = None
-        if m.vantage not in control_vantages:
-            reference = next(
-                (by_pair[(cv, m.target)] for cv in control_vantages if (cv, m.target) in by_pair), None
-            )
+        if m.vantage in control_vantages:
+            # The comparison itself: judged against the other vantages, never "blocked".
+            peers = [o for o in measurements if o.target == m.target and o.vantage not in control_vantages]
+            results.append(Result(m, analyze_control_vantage(m, controls=controls, peers=peers)))
+            continue
+        reference = next(
+            (by_pair[(cv, m.target)] for cv in control_vantages if (cv, m.target) in by_pair), None
+        )
         baseline = (baselines or {}).get((m.vantage, m.target))
         analysis = analyze(
             m, controls=controls, control_vantage=reference, fingerprints=fps, baseline_bps=baseline

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from probe.analysis.verdict import connectivity_failure
 from probe.clock import SYSTEM_CLOCK, Clock
 from probe.config import Config
 from probe.engine import measure
@@ -85,6 +86,12 @@ class Prober:
         needed += [(v.name, target) for v in config.vantages if v.control and v.name != vantage]
         shared = [self._shared(v, t) for v, t in needed]
         mine = await own
+        if config.vantage(vantage).control and connectivity_failure(mine)[0] is not None:
+            # The control vantage failed: only the other vantages can tell an outage (they fail
+            # the same way) from a problem of its own, so they are measured now (or shared).
+            peers = [(v.name, target) for v in config.vantages if not v.control]
+            needed += peers
+            shared += [self._shared(v, t) for v, t in peers]
         controls = await asyncio.gather(*(task for task, _ in shared), return_exceptions=True)
         measurements = [mine] + [m for m in controls if isinstance(m, Measurement)]
         results = judge(config, measurements)
