@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 
 from probe.analysis.control_vantage import analyze_control_vantage
 from probe.analysis.fingerprints import Fingerprints, default_fingerprints
@@ -16,7 +17,7 @@ from probe.clock import SYSTEM_CLOCK, Clock
 from probe.config import Config, Target, Vantage
 from probe.engine import measure
 from probe.model import Measurement, Result
-from probe.vantage import vantage_network
+from probe.vantage import VantageNetwork, vantage_network
 
 DEFAULT_CONCURRENCY = 64
 
@@ -36,6 +37,78 @@ async def measure_pairs(
             return await measure(target, networks[vantage.name], config.probe, clock)
 
     return list(await asyncio.gather(*(one(v, t) for v, t in pairs)))
+
+
+def elsewhere(control: Measurement, others: Sequence[Measurement]) -> list[str]:
+    """Addresses the other vantages resolved for the control's target that the control did not try.
+
+    Only what a vantage's own resolver answered counts (not a proxy's stand-in host), in the
+    order first seen.
+    """
+    tried = {obs.address for obs in control.tcp}
+    out: dict[str, None] = {}
+    for m in others:
+        if m.target != control.target or m.dns is None or m.dns.engine == "proxy":
+            continue
+        for address in m.dns.answers:
+            if address not in tried:
+                out.setdefault(address)
+    return list(out)
+
+
+def with_reached(control: Measurement, extra: Measurement, addresses: Sequence[str]) -> Measurement:
+    """`control` with `extra`'s TCP and TLS observations of `addresses` added.
+
+    Their times are relative to `extra`'s start (a second pass after the round), which only
+    matters for phase durations, and those come from the control's own connection.
+    """
+    wanted = set(addresses)
+    tcp = tuple(o for o in extra.tcp if o.address in wanted)
+    tls = tuple(o for o in extra.tls if o.address in wanted)
+    return replace(control, tcp=control.tcp + tcp, tls=control.tls + tls)
+
+
+async def reach(
+    config: Config,
+    network: VantageNetwork,
+    control: Measurement,
+    addresses: Sequence[str],
+    clock: Clock = SYSTEM_CLOCK,
+) -> Measurement:
+    """What a helper does for a probe, done by a control vantage: connect and handshake (with
+    the target's name) to `addresses` another vantage resolved, and add what it saw to `control`.
+
+    The target is probed again without its bulk download; only the observations of
+    `addresses` are kept, so the control's own steps stay those of its first probe.
+    """
+    target = config.target(control.target).model_copy(update={"throughput_url": None})
+    extra = await measure(target, network, config.probe, clock, extra_addresses=addresses)
+    return with_reached(control, extra, addresses)
+
+
+async def measure_round(
+    config: Config,
+    pairs: Sequence[tuple[Vantage, Target]],
+    clock: Clock = SYSTEM_CLOCK,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> list[Measurement]:
+    """`measure_pairs`, then a second pass in which each control vantage also connects and
+    handshakes to the addresses the other vantages resolved and it did not (geo-DNS, CDNs,
+    tampered answers), as a helper would: so the same verdicts come out with either."""
+    measurements = await measure_pairs(config, pairs, clock, concurrency)
+    control_vantages = {v.name for v in config.vantages if v.control}
+    others = [m for m in measurements if m.vantage not in control_vantages]
+    networks = {v.name: vantage_network(v, config) for v in config.vantages if v.control}
+    gate = asyncio.Semaphore(concurrency)
+
+    async def second_pass(m: Measurement) -> Measurement:
+        missing = elsewhere(m, others) if m.vantage in control_vantages else []
+        if not missing:
+            return m
+        async with gate:
+            return await reach(config, networks[m.vantage], m, missing, clock)
+
+    return list(await asyncio.gather(*(second_pass(m) for m in measurements)))
 
 
 def judge(
@@ -78,5 +151,5 @@ def judge(
 async def run_round(config: Config, clock: Clock = SYSTEM_CLOCK) -> list[Result]:
     """Probe every vantage x target once and judge the results."""
     pairs = [(v, t) for v in config.vantages for t in config.targets]
-    measurements = await measure_pairs(config, pairs, clock)
+    measurements = await measure_round(config, pairs, clock)
     return judge(config, measurements)
