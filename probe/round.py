@@ -7,7 +7,7 @@ a control vantage are measured at the same time as the target they vouch for.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from probe.analysis.control_vantage import analyze_control_vantage
@@ -15,6 +15,7 @@ from probe.analysis.fingerprints import Fingerprints, default_fingerprints
 from probe.analysis.verdict import analyze
 from probe.clock import SYSTEM_CLOCK, Clock
 from probe.config import Config, Target, Vantage
+from probe.control import HelperAnswer, from_helper, from_vantage, no_control, own_verdict
 from probe.engine import measure
 from probe.model import Measurement, Result
 from probe.vantage import VantageNetwork, vantage_network
@@ -116,8 +117,15 @@ def judge(
     measurements: Sequence[Measurement],
     fingerprints: Fingerprints | None = None,
     baselines: dict[tuple[str, str], float] | None = None,
+    helper_answers: Mapping[tuple[str, str], HelperAnswer] | None = None,
 ) -> list[Result]:
-    """Analyse each measurement against the others of the same round."""
+    """Analyse each measurement against the others of the same round.
+
+    The control for a measurement of a non-control target is the same target at a control
+    vantage; with no control vantage configured, the helper's answer for it in
+    `helper_answers` (keyed by (vantage, target)), if any. Each result keeps the control it
+    was judged with (`Result.control`).
+    """
     fps = fingerprints if fingerprints is not None else default_fingerprints()
     control_targets = {t.name for t in config.targets if t.control}
     control_vantages = [v.name for v in config.vantages if v.control]
@@ -135,16 +143,24 @@ def judge(
         if m.vantage in control_vantages:
             # The comparison itself: judged against the other vantages, never "blocked".
             peers = [o for o in measurements if o.target == m.target and o.vantage not in control_vantages]
-            results.append(Result(m, analyze_control_vantage(m, controls=controls, peers=peers)))
+            analysis = analyze_control_vantage(m, controls=controls, peers=peers)
+            results.append(Result(m, analysis, own_verdict(controls, peers)))
             continue
         reference = next(
             (by_pair[(cv, m.target)] for cv in control_vantages if (cv, m.target) in by_pair), None
         )
+        answer = (helper_answers or {}).get((m.vantage, m.target))
+        if reference is not None:
+            record = from_vantage(reference, m, controls)
+        elif answer is not None:
+            reference, record = from_helper(answer, m, controls)
+        else:
+            record = no_control(controls)
         baseline = (baselines or {}).get((m.vantage, m.target))
         analysis = analyze(
             m, controls=controls, control_vantage=reference, fingerprints=fps, baseline_bps=baseline
         )
-        results.append(Result(m, analysis))
+        results.append(Result(m, analysis, record))
     return results
 
 

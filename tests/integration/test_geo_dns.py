@@ -9,14 +9,17 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 import pytest_asyncio
 
+from probe.analysis.replay import rejudge
 from probe.config import parse_config
 from probe.lab.lab import Lab
 from probe.lab.scenario import load_scenario, parse_scenario
 from probe.model import Result
 from probe.round import run_round
+from probe.store.mapping import result_row
 from tests.integration.conftest import FAST_PROBE, summary
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -87,3 +90,20 @@ async def test_geo_dns_node_tls_reset_is_tls_blocked(lab: Lab) -> None:
     astana = results[("kz-astana", "youtube")]
     assert summary(astana) == ("tls_blocked", "tls_handshake", "connection_reset"), astana.analysis.reason
     assert summary(results[("control", "youtube")]) == ("ok", None, None)
+
+
+async def test_stored_verdicts_are_judged_again_from_the_stored_observations(lab: Lab) -> None:
+    # What the store keeps (the observations JSON, the control inside it) is enough to judge
+    # every verdict of these rounds again - the control vantage's own ones included.
+    stored: dict[str, dict[str, object]] = {}
+    judged: list[Result] = []
+    for moment in (QUIET, SYN_DROP, TLS_RESET):
+        for result in (await probe_at(lab, moment)).values():
+            row = result_row(result)
+            stored[result.measurement.uid] = orjson.loads(row["observations"])
+            judged.append(result)
+    for result in judged:
+        again = rejudge(stored[result.measurement.uid], stored)
+        assert again == result.analysis, (result.measurement.vantage, result.measurement.target)
+    sources = {stored[r.measurement.uid]["x_control"]["source"] for r in judged}  # type: ignore[index]
+    assert sources == {"vantage:control", None}
