@@ -9,24 +9,35 @@ was none. Pure: nothing here opens a socket.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Final
 
+from probe import failures as F
+from probe.helper.client import HelperAnswer
 from probe.helper.control import control_measurement, join_endpoint, th_response, url_port
 from probe.helper.protocol import THResponse
 from probe.model import ControlRecord, Measurement
 
+_FAILURES: Final[dict[str, str]] = {
+    "timeout": F.GENERIC_TIMEOUT,
+    "http_status": F.HTTP_REQUEST_FAILED,
+}
 
-@dataclass(frozen=True)
-class HelperAnswer:
-    """What asking the helpers gave for one measurement: the answer, or why there is none.
 
-    `helper`: the URL of the helper that answered (or the last one tried); `failure`: an OONI
-    failure string (``generic_timeout_error``, ``http_request_failed``...) when none answered.
+def control_failure(answer: HelperAnswer) -> str | None:
+    """OONI's `control_failure` for a helper exchange that gave no answer (None if it did).
+
+    >>> from probe.helper.client import Attempt
+    >>> control_failure(HelperAnswer(None, None, (Attempt("th", "timeout", "15 s"),)))
+    'generic_timeout_error'
+    >>> control_failure(HelperAnswer(None, None, (Attempt("th", "unreachable", "refused"),)))
+    'unknown_failure: helper unreachable'
     """
-
-    helper: str
-    response: THResponse | None = None
-    failure: str | None = None
+    if answer.response is not None:
+        return None
+    reason = answer.reason
+    if reason is None:
+        return "unknown_failure: no helper configured"
+    return _FAILURES.get(reason, f"unknown_failure: helper {reason}")
 
 
 def endpoints(m: Measurement) -> list[str]:
@@ -58,10 +69,11 @@ def from_helper(
     answer: HelperAnswer, m: Measurement, controls: Sequence[Measurement] = ()
 ) -> tuple[Measurement | None, ControlRecord]:
     """The control for `m` from a helper's answer (None when it gave none) and its record."""
+    helper = answer.helper or (answer.attempts[-1].helper if answer.attempts else "none")
     record = ControlRecord(
-        source=f"helper:{answer.helper}",
+        source=f"helper:{helper}",
         response=answer.response.to_json() if answer.response is not None else None,
-        failure=answer.failure,
+        failure=control_failure(answer),
         controls=tuple(c.uid for c in controls),
     )
     return helper_control(record, m), record

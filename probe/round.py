@@ -7,7 +7,7 @@ a control vantage are measured at the same time as the target they vouch for.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 
 from probe.analysis.control_vantage import analyze_control_vantage
@@ -15,8 +15,10 @@ from probe.analysis.fingerprints import Fingerprints, default_fingerprints
 from probe.analysis.verdict import analyze
 from probe.clock import SYSTEM_CLOCK, Clock
 from probe.config import Config, Target, Vantage
-from probe.control import HelperAnswer, from_helper, from_vantage, no_control, own_verdict
+from probe.control import from_helper, from_vantage, no_control, own_verdict
 from probe.engine import measure
+from probe.helper.client import HelperAnswer
+from probe.helper_pool import HelperPool
 from probe.model import Measurement, Result
 from probe.vantage import VantageNetwork, vantage_network
 
@@ -28,14 +30,22 @@ async def measure_pairs(
     pairs: Sequence[tuple[Vantage, Target]],
     clock: Clock = SYSTEM_CLOCK,
     concurrency: int = DEFAULT_CONCURRENCY,
+    then: Callable[[Measurement], Awaitable[None]] | None = None,
 ) -> list[Measurement]:
-    """Measure each (vantage, target) with at most `concurrency` probes in flight."""
+    """Measure each (vantage, target) with at most `concurrency` probes in flight.
+
+    `then` is started on each measurement as soon as it is done (outside the concurrency
+    limit: asking a helper is not a probe); the round waits for it too.
+    """
     gate = asyncio.Semaphore(concurrency)
     networks = {v.name: vantage_network(v, config) for v in config.vantages}
 
     async def one(vantage: Vantage, target: Target) -> Measurement:
         async with gate:
-            return await measure(target, networks[vantage.name], config.probe, clock)
+            m = await measure(target, networks[vantage.name], config.probe, clock)
+        if then is not None:
+            await then(m)
+        return m
 
     return list(await asyncio.gather(*(one(v, t) for v, t in pairs)))
 
@@ -92,11 +102,12 @@ async def measure_round(
     pairs: Sequence[tuple[Vantage, Target]],
     clock: Clock = SYSTEM_CLOCK,
     concurrency: int = DEFAULT_CONCURRENCY,
+    then: Callable[[Measurement], Awaitable[None]] | None = None,
 ) -> list[Measurement]:
     """`measure_pairs`, then a second pass in which each control vantage also connects and
     handshakes to the addresses the other vantages resolved and it did not (geo-DNS, CDNs,
     tampered answers), as a helper would: so the same verdicts come out with either."""
-    measurements = await measure_pairs(config, pairs, clock, concurrency)
+    measurements = await measure_pairs(config, pairs, clock, concurrency, then)
     control_vantages = {v.name for v in config.vantages if v.control}
     others = [m for m in measurements if m.vantage not in control_vantages]
     networks = {v.name: vantage_network(v, config) for v in config.vantages if v.control}
@@ -165,7 +176,22 @@ def judge(
 
 
 async def run_round(config: Config, clock: Clock = SYSTEM_CLOCK) -> list[Result]:
-    """Probe every vantage x target once and judge the results."""
+    """Probe every vantage x target once and judge the results.
+
+    With helpers configured (and no control vantage), each measurement of a non-control
+    target asks its vantage's helpers for the control as soon as it is done.
+    """
     pairs = [(v, t) for v in config.vantages for t in config.targets]
-    measurements = await measure_round(config, pairs, clock)
-    return judge(config, measurements)
+    pool = HelperPool(config)
+    answers: dict[tuple[str, str], HelperAnswer] = {}
+
+    async def ask(m: Measurement) -> None:
+        answer = await pool.ask(m)
+        if answer is not None:
+            answers[(m.vantage, m.target)] = answer
+
+    try:
+        measurements = await measure_round(config, pairs, clock, then=ask)
+    finally:
+        await pool.aclose()
+    return judge(config, measurements, helper_answers=answers)

@@ -9,14 +9,15 @@ import pytest
 
 from probe.analysis.replay import measurement_from_dict, rejudge
 from probe.analysis.verdict import analyze
-from probe.control import HelperAnswer, endpoints, from_helper, from_vantage, no_control
+from probe.control import endpoints, from_helper, from_vantage, no_control
+from probe.helper.client import Attempt, HelperAnswer
 from probe.helper.control import th_response
 from probe.model import Measurement, Result
 from probe.store.mapping import result_row
 
 from .builders import MITM_ISSUER, also_reached, at_control_vantage, control, measurement, throughput
 
-HELPER = "https://helper.example/"
+HELPER = "helper.example"
 
 
 def stored(result: Result) -> dict[str, Any]:
@@ -42,7 +43,7 @@ def test_a_helper_verdict_is_judged_again_from_the_stored_answer() -> None:
     # kz-astana's address was validated by the helper; the vantage's handshake is reset.
     m = measurement(answers=("31.13.72.36",), tls_failure="connection_reset")
     helper_view = also_reached(at_control_vantage(answers=("157.240.0.35",)), ("31.13.72.36",))
-    answer = HelperAnswer(HELPER, th_response(helper_view, endpoints(m)))
+    answer = HelperAnswer(th_response(helper_view, endpoints(m)), HELPER)
     controls = [control()]
     reference, record = from_helper(answer, m, controls)
     analysis = analyze(m, controls=controls, control_vantage=reference)
@@ -56,7 +57,7 @@ def test_a_helper_verdict_is_judged_again_from_the_stored_answer() -> None:
 
 def test_a_dead_helper_is_stored_as_the_control_failure() -> None:
     m = measurement(tls_failure="connection_reset")
-    reference, record = from_helper(HelperAnswer(HELPER, failure="generic_timeout_error"), m)
+    reference, record = from_helper(HelperAnswer(None, None, (Attempt(HELPER, "timeout", "15 s"),)), m)
     assert reference is None
     analysis = analyze(m, controls=[control()])
     obs = stored(Result(m, analysis, record))
