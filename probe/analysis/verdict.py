@@ -274,19 +274,20 @@ def _tls_mitm(
     """Interception: a handshake that completes with a chain that does not validate."""
     if op != "tls_handshake" or not any(obs.failure is None for obs in m.tls):
         return None
-    issuer = m.tls_issuer or "an unknown issuer"
+    rogue = m.tls_issuer or "an unknown issuer"
     if control_vantage is not None and control_vantage.tls:
         control_valid = any(obs.failure is None and obs.valid is True for obs in control_vantage.tls)
         if not control_valid:
             return None  # the control vantage did not see a valid chain either: not proven
-        evidence = f"the control vantage got a valid chain from {control_vantage.tls_issuer}"
+        issuer = control_vantage.tls_issuer  # a helper's answer says valid, not who issued it
+        evidence = "the control got a valid chain" + (f" from {issuer}" if issuer else "")
     else:
         evidence = "no control vantage chain to compare"
     return Analysis(
         "tls_mitm",
         "tls_handshake",
         failure,
-        f"the TLS chain for {m.target} does not validate ({failure}); issuer {issuer!r}; {evidence}",
+        f"the TLS chain for {m.target} does not validate ({failure}); issuer {rogue!r}; {evidence}",
         blocking="tls",
         accessible=False,
         dns_consistency=dns.consistency,
