@@ -8,17 +8,22 @@ One lab and one round for the module (every technique on its own target), over r
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import pytest_asyncio
+from sqlalchemy import text
 
+from probe.commands.analyze import rebuild
 from probe.config import parse_config
 from probe.lab.lab import Lab
 from probe.lab.scenario import parse_scenario
 from probe.model import Result
 from probe.round import run_round
+from probe.store import Store
+from probe.store.engine import create_engine
 from probe.store.mapping import result_row
 from tests.integration.conftest import CENSORED, FAST_PROBE, summary
 
@@ -152,3 +157,37 @@ async def test_helper_control_targets_need_no_helper(results: dict[tuple[str, st
     wiki = results[(CENSORED, "wiki")]
     assert summary(wiki) == ("ok", None, None)
     assert orjson.loads(result_row(wiki)["observations"])["x_control"]["source"] is None
+
+
+async def test_helper_verdicts_are_judged_again_from_the_database(
+    results: dict[tuple[str, str], Result], tmp_path: Path
+) -> None:
+    # Stored, then the verdicts of the censored vantage overwritten as by an older analysis:
+    # `analyze --rebuild --rejudge` gets them back from the observations and the kept answers.
+    database = f"sqlite:///{tmp_path / 'curfew.db'}"
+    store = await Store.open(database, tmp_path / "spool")
+    for result in results.values():
+        store.submit(result)
+    await store.close()
+    engine = create_engine(database)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE measurements SET verdict = 'ok', analysis = '{}' WHERE vantage = :v"),
+            {"v": CENSORED},
+        )
+    await engine.dispose()
+    config = parse_config(
+        {
+            "database": database,
+            "vantages": [{"name": CENSORED}],
+            "targets": [{"name": "nx", "url": "https://nx.lab/"}],
+        }
+    )
+    rejudged: list[tuple[int, int]] = []
+    await rebuild(config, rejudged)
+    assert rejudged == [(len(results), sum(1 for v, _ in results if v == CENSORED))]
+    engine = create_engine(database)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT vantage, target, verdict FROM measurements"))).all()
+    await engine.dispose()
+    assert {(v, t): verdict for v, t, verdict in rows} == {k: r.analysis.verdict for k, r in results.items()}
