@@ -35,7 +35,8 @@ VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 Blocking = Literal["dns", "tcp_ip", "tls", "http-diff", "http-failure", "throttling"]
 """Where the analysis places the blocking, in OONI's web_connectivity vocabulary."""
 
-DnsEngine = Literal["system", "udp", "tcp", "doh", "proxy"]
+DnsEngine = Literal["system", "udp", "tcp", "doh", "proxy", "helper"]
+"""How the name was resolved; "helper" is a test helper's resolution, recorded in its control."""
 
 
 @dataclass(frozen=True)

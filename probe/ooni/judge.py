@@ -25,8 +25,7 @@ from typing import Final
 from probe.analysis.fingerprints import Fingerprints
 from probe.analysis.verdict import analyze
 from probe.model import Analysis, HttpObservation, Measurement
-from probe.ooni.control import CONTROL_VANTAGE
-from probe.ooni.parse import Imported
+from probe.ooni.parse import CONTROL_VANTAGE, Imported
 
 _CHALLENGE_HEADERS: Final = (
     ("cf-mitigated", re.compile(r"challenge", re.I)),

@@ -10,7 +10,8 @@ depth 0 that could fetch the body) plus the HTTP outcome of the whole redirect c
 - the next hop, failed with ``http_experiment_failure``, when the last response is a redirect
   that the probe could not follow (LTE records no request for a hop whose DNS or TCP failed).
 
-The test helper's response becomes the control vantage's `Measurement` (`control.py`). What
+The test helper's response becomes the control vantage's `Measurement` (`probe.helper.control`, the
+one control model). What
 OONI itself concluded (blocking, accessible) and the chain travel in `Imported` beside it.
 """
 
@@ -24,6 +25,8 @@ from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
 
 from probe import failures as F
+from probe.helper.control import control_measurement
+from probe.helper.protocol import ProtocolError, THResponse
 from probe.model import (
     Certificate,
     DnsEngine,
@@ -34,9 +37,9 @@ from probe.model import (
     TlsObservation,
 )
 from probe.ooni import fields
-from probe.ooni.control import control_measurement
 
 WEB_CONNECTIVITY: Final = "web_connectivity"
+CONTROL_VANTAGE: Final = "ooni-test-helper"
 SYSTEM_ENGINES: Final = ("system", "getaddrinfo", "go")
 # A handshake that "failed" with one of these completed: the peer's chain was received and did
 # not validate (OONI's Go probes verify while handshaking). curfew keeps such handshakes as
@@ -55,6 +58,9 @@ class Imported:
 
     measurement: Measurement
     control: Measurement | None
+    th_response: THResponse | None
+    """The test helper's answer as read (None when the control failed or could not be read)."""
+    control_failure: str | None
     measurement_uid: str | None
     input: str
     report_id: str | None
@@ -347,15 +353,24 @@ def parse(ooni: Mapping[str, Any], naming: Naming | None = None) -> Imported:
         labels=_labels(ooni, test_keys, chain),
         uid=derived_uid(ooni, started_at, url),
     )
-    control = None
+    control = th = None
     if not _control_failure(test_keys):
-        control = control_measurement(test_keys["control"], url, target=target, started_at=started_at)
+        try:
+            th = THResponse.from_json(test_keys["control"])
+        except ProtocolError:
+            th = None  # a control we cannot read is no control: the verdict says what it can without
+        else:
+            control = control_measurement(
+                th, url, vantage=CONTROL_VANTAGE, target=target, started_at=started_at
+            )
     blocking = test_keys.get("blocking")
     accessible = test_keys.get("accessible")
     network = ooni.get("probe_network_name")
     return Imported(
         measurement=measurement,
         control=control,
+        th_response=th,
+        control_failure=str(test_keys["control_failure"]) if test_keys.get("control_failure") else None,
         measurement_uid=str(ooni["measurement_uid"]) if ooni.get("measurement_uid") else None,
         input=url,
         report_id=str(ooni["report_id"]) if ooni.get("report_id") else None,
