@@ -97,6 +97,10 @@ class VantageSpec(_Model):
     """The source address the vantage's traffic comes from (127.0.0.0/8)."""
     control: bool = False
     """A control vantage is outside the censor: no rule ever applies to it."""
+    probe_cc: str | None = None
+    probe_asn: str | None = None
+    probe_network_name: str | None = None
+    """OONI's identity of the network the vantage stands for (probe/config.py validates them)."""
 
     @field_validator("address")
     @classmethod

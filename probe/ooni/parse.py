@@ -10,9 +10,9 @@ depth 0 that could fetch the body) plus the HTTP outcome of the whole redirect c
 - the next hop, failed with ``http_experiment_failure``, when the last response is a redirect
   that the probe could not follow (LTE records no request for a hop whose DNS or TCP failed).
 
-The test helper's response becomes the control vantage's `Measurement` (`probe.helper.control`, the
-one control model). What
-OONI itself concluded (blocking, accessible) and the chain travel in `Imported` beside it.
+The test helper's response becomes the control vantage's `Measurement` (`probe.helper.control`,
+the one control model). What OONI itself concluded (blocking, accessible) and the chain travel
+in `Imported` beside it.
 """
 
 from __future__ import annotations
