@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.ooni.builders import TECHNIQUES, measurement  # noqa: E402
+from tests.ooni.builders import TECHNIQUES, measurement
 
 ASNS = ("AS9198", "AS48716", "AS21299", "AS206026")
 
