@@ -52,6 +52,8 @@ class Timeouts(_Model):
     http_request: Seconds = 10.0
     throughput: Seconds = 15.0
     total: Seconds = 40.0
+    helper: Seconds = 15.0
+    """Asking the test helpers for the control, failover included; then the verdict goes on without it."""
 
 
 class ProbeSettings(_Model):
@@ -68,6 +70,30 @@ class ProbeSettings(_Model):
     """After a reset during TLS/HTTP: how long an idle connection is watched for a reset."""
 
 
+class Helper(_Model):
+    """A test helper (OONI's Web Connectivity TH protocol: `curfew helper`, or OONI's own)."""
+
+    url: str
+    """The helper's endpoint, http:// or https:// (e.g. https://th.example.org/)."""
+    token_file: Path | None = None
+    """A file holding the bearer token the helper asks for (read at start-up)."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL with a host")
+        return value
+
+    @field_validator("token_file")
+    @classmethod
+    def _token(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+
 class Vantage(_Model):
     name: Name
     timezone: str = "UTC"
@@ -80,6 +106,8 @@ class Vantage(_Model):
     """http:// or socks5:// proxy; DNS then happens at the proxy."""
     control: bool = False
     """True for a vantage outside censorship, used as the comparison."""
+    helpers: list[Helper] | None = None
+    """Test helpers for this vantage, instead of the top-level `helpers` ([] for none)."""
     labels: dict[str, str] = {}
     probe_cc: str | None = None
     """Country of the vantage's network, ISO 3166 alpha-2 (KZ): OONI's probe_cc on export."""
@@ -200,6 +228,9 @@ class Config(_Model):
     retention_days: Annotated[float, Field(ge=0)] = 0
     """Delete measurements older than this many days; 0 keeps everything."""
     metrics: MetricsSettings = MetricsSettings()
+    helpers: list[Helper] = []
+    """Test helpers asked for the control, in order (the next one when one fails). Used when
+    no vantage is `control: true`: then the helper is the control."""
 
     @field_validator("database")
     @classmethod
@@ -236,6 +267,13 @@ class Config(_Model):
 
     def vantage(self, name: str) -> Vantage:
         return next(v for v in self.vantages if v.name == name)
+
+    def helpers_for(self, vantage: Vantage) -> list[Helper]:
+        """The helpers that give `vantage` its control: none when a control vantage is
+        configured (it is the control) or for a control vantage itself."""
+        if vantage.control or any(v.control for v in self.vantages):
+            return []
+        return list(vantage.helpers if vantage.helpers is not None else self.helpers)
 
     def target(self, name: str) -> Target:
         return next(t for t in self.targets if t.name == name)

@@ -12,11 +12,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from probe.analysis.verdict import connectivity_failure
 from probe.clock import SYSTEM_CLOCK, Clock
 from probe.config import Config
 from probe.engine import measure
+from probe.helper_pool import ControlFailures, HelperPool
 from probe.model import Measurement, Result
-from probe.round import judge
+from probe.round import elsewhere, judge, reach
 from probe.vantage import VantageNetwork, vantage_network
 
 Measure = Callable[[str, str], Awaitable[Measurement]]
@@ -32,16 +34,27 @@ class Prober:
     """Measures pairs under a global concurrency limit; never two runs of one pair at once."""
 
     def __init__(
-        self, config: Config, clock: Clock = SYSTEM_CLOCK, measure_fn: Measure | None = None
+        self,
+        config: Config,
+        clock: Clock = SYSTEM_CLOCK,
+        measure_fn: Measure | None = None,
+        control_failures: ControlFailures | None = None,
     ) -> None:
         self.clock = clock
         self._gate = asyncio.Semaphore(config.max_concurrency)
         self._recent: dict[tuple[str, str], _Fresh] = {}
         self._measure_fn = measure_fn
+        self.control_failures = control_failures if control_failures is not None else ControlFailures()
+        self.helpers: HelperPool | None = None
+        self.config = config
         self.swap(config)
 
     def swap(self, config: Config) -> None:
         """Use a new config from the next run on (in-flight runs finish with the old one)."""
+        if self.helpers is not None:
+            # Asks in flight keep the old clients until they are done (bounded by their deadline).
+            self.helpers.close_later(self.config.probe.timeouts.helper + 1.0)
+        self.helpers = HelperPool(config, self.control_failures)
         self.config = config
         self._networks: dict[str, VantageNetwork] = {
             v.name: vantage_network(v, config) for v in config.vantages
@@ -72,6 +85,23 @@ class Prober:
             return fresh.task, False
         return self._start(vantage, target), True
 
+    async def _reach(self, control: Measurement, mine: Measurement) -> Measurement:
+        """The control vantage's measurement of `mine`'s target, extended with what it saw on
+        the addresses `mine` resolved and it did not (as a helper would); others as they are."""
+        if self._measure_fn is not None or control.target != mine.target:
+            return control
+        if not self.config.vantage(control.vantage).control:
+            return control
+        missing = elsewhere(control, [mine])
+        if not missing:
+            return control
+        async with self._gate:
+            return await reach(self.config, self._networks[control.vantage], control, missing, self.clock)
+
+    async def aclose(self) -> None:
+        if self.helpers is not None:
+            await self.helpers.aclose()
+
     async def run(self, vantage: str, target: str) -> list[Result]:
         """Probe the pair (and whatever controls are stale) and judge it in one round.
 
@@ -85,9 +115,28 @@ class Prober:
         needed += [(v.name, target) for v in config.vantages if v.control and v.name != vantage]
         shared = [self._shared(v, t) for v, t in needed]
         mine = await own
+        if config.vantage(vantage).control and connectivity_failure(mine)[0] is not None:
+            # The control vantage failed: only the other vantages can tell an outage (they fail
+            # the same way) from a problem of its own, so they are measured now (or shared).
+            peers = [(v.name, target) for v in config.vantages if not v.control]
+            needed += peers
+            shared += [self._shared(v, t) for v, t in peers]
+        helpers = self.helpers
+        # The helper is asked as soon as the vantage's own addresses are known, while the
+        # shared controls finish.
+        asking = (
+            asyncio.ensure_future(helpers.ask(mine)) if helpers is not None and helpers.wanted(mine) else None
+        )
         controls = await asyncio.gather(*(task for task, _ in shared), return_exceptions=True)
         measurements = [mine] + [m for m in controls if isinstance(m, Measurement)]
-        results = judge(config, measurements)
+        if not config.vantage(vantage).control:
+            measurements = [mine, *await asyncio.gather(*(self._reach(m, mine) for m in measurements[1:]))]
+        answers = {}
+        if asking is not None:
+            answer = await asking
+            if answer is not None:
+                answers[(vantage, target)] = answer
+        results = judge(config, measurements, helper_answers=answers)
         fresh_keys = {(v, t) for (v, t), (_, new) in zip(needed, shared, strict=True) if new}
         fresh = [r for r in results[1:] if (r.measurement.vantage, r.measurement.target) in fresh_keys]
         return [results[0], *fresh]

@@ -21,6 +21,7 @@ from probe.daemon.scheduler import Scheduler, pairs_of
 from probe.episodes.monitor import Monitor
 from probe.metrics import Metrics, serve_metrics
 from probe.metrics.blackouts import BlackoutCollector
+from probe.metrics.control import ControlFailureCollector
 from probe.model import Result
 from probe.store import Store, blackouts
 from probe.store.engine import create_engine
@@ -52,6 +53,7 @@ class Daemon:
         metrics = Metrics()
         server = None
         scheduler = None
+        prober: Prober | None = None
         watchdog = None
         retention = None
         watcher = None
@@ -97,7 +99,9 @@ class Daemon:
                         m.runtime,
                     )
 
-            scheduler = Scheduler(Prober(config), record, metrics.observe_scheduler_lag)
+            prober = Prober(config)
+            metrics.registry.register(ControlFailureCollector(prober.control_failures.snapshot))
+            scheduler = Scheduler(prober, record, metrics.observe_scheduler_lag)
             scheduler.start()
             retention = asyncio.ensure_future(self._retention(store))
             watcher = asyncio.ensure_future(self._watch(scheduler, monitor))
@@ -129,6 +133,8 @@ class Daemon:
             if episode_writer is not None:
                 await episode_writer.close()  # one last flush of pending episodes
             await episodes_engine.dispose()
+            if prober is not None:
+                await prober.aclose()
             await store.close()
             if server is not None:
                 await server.close()

@@ -117,6 +117,12 @@ SPOOLED: Final = Family(
 WRITE_ERRORS: Final = Family(
     "curfew_store_write_errors", "counter", "Failed writes of measurements to the database."
 )
+CONTROL_FAILURES: Final = Family(
+    "curfew_control_failures",
+    "counter",
+    "Test-helper exchanges that gave no control, by helper (its host) and reason "
+    "(timeout, unreachable, http_status, too_large, bad_answer).",
+)
 
 PER_PAIR: Final[tuple[Family, ...]] = (
     RUNS,

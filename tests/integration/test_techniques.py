@@ -153,6 +153,8 @@ async def test_target_down_everywhere_is_not_censorship(tmp_path: Path) -> None:
     gone = {"name": "gone", "hosts": ["gone.lab"], "address": "127.0.3.4", "port": 0, "down": True}
     results = await probe_lab(tmp_path, scenario(targets=[gone]))
     assert summary(results[(CENSORED, "gone")]) == ("target_down", "tcp_connect", "connection_refused")
+    # The control vantage is judged too: the same refusal there is the outage, not a block.
+    assert summary(results[(CONTROL_VANTAGE, "gone")]) == ("target_down", "tcp_connect", "connection_refused")
 
 
 async def test_congestion_that_slows_the_control_too_is_not_throttling(tmp_path: Path) -> None:
