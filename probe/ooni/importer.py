@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from probe.analysis.fingerprints import Fingerprints, default_fingerprints
 from probe.model import Result
-from probe.ooni.judge import judge
+from probe.ooni.judge import control_record, judge
 from probe.ooni.parse import Imported, Naming, NotWebConnectivity, parse
 from probe.ooni.read import Line, Progress, read_file
 from probe.ooni.zones import country_zone
@@ -80,7 +80,7 @@ def judged(line: Line, options: Options, summary: Summary, report: Report) -> tu
     analysis = judge(imported, options.fingerprints or default_fingerprints())
     summary.imported += 1
     summary.verdicts[analysis.verdict] = summary.verdicts.get(analysis.verdict, 0) + 1
-    return imported, Result(imported.measurement, analysis)
+    return imported, Result(imported.measurement, analysis, control_record(imported))
 
 
 def _bad(summary: Summary, report: Report, message: str) -> None:

@@ -24,7 +24,7 @@ from typing import Final
 
 from probe.analysis.fingerprints import Fingerprints
 from probe.analysis.verdict import analyze
-from probe.model import Analysis, HttpObservation, Measurement
+from probe.model import Analysis, ControlRecord, HttpObservation, Measurement
 from probe.ooni.parse import CONTROL_VANTAGE, Imported
 
 _CHALLENGE_HEADERS: Final = (
@@ -73,6 +73,18 @@ def reachability(imported: Imported) -> Measurement:
         runtime=0.0,
         http=HttpObservation("https://test-helper.ooni.invalid/", None, 0.0, 0.0, status=200),
         uid="0" * 32,
+    )
+
+
+def control_record(imported: Imported) -> ControlRecord:
+    """What the store keeps of the control: the helper's answer (OONI's `control`) or why there
+    was none (`control_failure`), and which helper answered."""
+    response = imported.th_response.to_json() if imported.th_response is not None else None
+    failure = imported.control_failure
+    if response is None and failure is None:
+        failure = "unknown_failure: the control could not be read"
+    return ControlRecord(
+        source=f"helper:{imported.test_helper or 'ooni'}", response=response, failure=failure
     )
 
 

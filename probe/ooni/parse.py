@@ -61,6 +61,8 @@ class Imported:
     th_response: THResponse | None
     """The test helper's answer as read (None when the control failed or could not be read)."""
     control_failure: str | None
+    test_helper: str | None
+    """The test helper's address (test_helpers.backend), if the measurement names it."""
     measurement_uid: str | None
     input: str
     report_id: str | None
@@ -242,7 +244,16 @@ def _response(entry: Mapping[str, Any], address: str | None) -> HttpObservation:
     failure = fields.failure(entry.get("failure"))
     code = response.get("code")
     status = code if isinstance(code, int) and code > 0 else None
-    body = fields.text(response.get("body")) if status is not None else ""
+    raw = response.get("body") if status is not None else None
+    body = fields.text(raw) if raw is not None else None
+    # A body that is null was not kept (curfew's export keeps it only as evidence); its
+    # length and title then come from the x_ keys curfew writes beside it, if any.
+    length: Any = len(body.encode("utf-8", "surrogatepass")) if body is not None else None
+    title = fields.title(body) if body is not None else None
+    if body is None or response.get("x_body_length") is not None:
+        given = response.get("x_body_length")
+        length = given if isinstance(given, int) and not isinstance(given, bool) else length
+        title = str(response["x_title"]) if response.get("x_title") else title
     t = fields.number(entry.get("t"))
     return HttpObservation(
         url=url,
@@ -252,10 +263,10 @@ def _response(entry: Mapping[str, Any], address: str | None) -> HttpObservation:
         failure=failure if failure or status is not None else F.HTTP_REQUEST_FAILED,
         status=status,
         headers=fields.headers(response) if status is not None else (),
-        title=fields.title(body) if status is not None else None,
-        body_length=len(body.encode("utf-8", "surrogatepass")) if status is not None else None,
-        body_truncated=bool(response.get("body_is_truncated")),
-        body_sample=body[: fields.BODY_SAMPLE] if status is not None else None,
+        title=title if status is not None else None,
+        body_length=length if status is not None else None,
+        body_truncated=bool(response.get("body_is_truncated")) and response.get("x_body_length") is None,
+        body_sample=body[: fields.BODY_SAMPLE] if body is not None else None,
     )
 
 
@@ -301,6 +312,16 @@ def _labels(ooni: Mapping[str, Any], test_keys: Mapping[str, Any], chain: tuple[
     if len(chain) > 1:
         labels["ooni_redirect_chain"] = " -> ".join(chain)
     return labels
+
+
+def _test_helper(ooni: Mapping[str, Any]) -> str | None:
+    helpers = _mapping(ooni.get("test_helpers"))
+    backend = helpers.get("backend")
+    if isinstance(backend, Mapping) and backend.get("address"):
+        return str(backend["address"])
+    if isinstance(backend, str) and backend:
+        return backend
+    return None
 
 
 def _control_failure(test_keys: Mapping[str, Any]) -> bool:
@@ -371,6 +392,7 @@ def parse(ooni: Mapping[str, Any], naming: Naming | None = None) -> Imported:
         control=control,
         th_response=th,
         control_failure=str(test_keys["control_failure"]) if test_keys.get("control_failure") else None,
+        test_helper=_test_helper(ooni),
         measurement_uid=str(ooni["measurement_uid"]) if ooni.get("measurement_uid") else None,
         input=url,
         report_id=str(ooni["report_id"]) if ooni.get("report_id") else None,
