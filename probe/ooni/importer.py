@@ -77,7 +77,12 @@ def judged(line: Line, options: Options, summary: Summary, report: Report) -> tu
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         _bad(summary, report, f"{where}: not a usable web_connectivity measurement ({exc})")
         return None
-    analysis = judge(imported, options.fingerprints or default_fingerprints())
+    try:
+        analysis = judge(imported, options.fingerprints or default_fingerprints())
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        # Data the analysis cannot take (a shape no test foresaw) costs one measurement, not the run.
+        _bad(summary, report, f"{where}: could not be judged ({type(exc).__name__}: {exc})")
+        return None
     summary.imported += 1
     summary.verdicts[analysis.verdict] = summary.verdicts.get(analysis.verdict, 0) + 1
     return imported, Result(imported.measurement, analysis, control_record(imported))

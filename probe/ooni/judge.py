@@ -37,7 +37,8 @@ _CHALLENGE_HEADERS: Final = (
 _CHALLENGE_BODY: Final = re.compile(
     r"g-recaptcha|h-captcha|hcaptcha\.com|cf-chl-|challenge-platform|/cdn-cgi/challenge|"
     r"Attention Required! \| Cloudflare|captcha-delivery\.com|ddos-guard|"
-    r"Please complete the security check",
+    r"Please complete the security check|<title>Just a moment\.\.\.</title>|cf-browser-verification|"
+    r"jschl_vc|_cf_chl_opt",
     re.I,
 )
 

@@ -34,15 +34,22 @@ def matches(pattern: str, url: str) -> bool:
     return host == domain or host.endswith("." + domain)
 
 
+def safe_name(text: str) -> str:
+    """`text` as a valid curfew name (letters, digits, _ . -; at most 63 characters).
+
+    >>> safe_name("KZ-AS9198"), safe_name("K Z/AS 1")
+    ('KZ-AS9198', 'K-Z-AS-1')
+    """
+    return (_UNSAFE.sub("-", text).strip("-_.") or "unknown")[:NAME_LENGTH]
+
+
 def target_name(url: str) -> str:
     """The default target name: the input's host (a valid curfew name, at most 63 characters).
 
     >>> target_name("https://www.facebook.com/"), target_name("http://[2001:db8::1]/")
     ('www.facebook.com', '2001-db8-1')
     """
-    host = (urlsplit(url).hostname or "unknown").lower().rstrip(".")
-    name = _UNSAFE.sub("-", host).strip("-_.") or "unknown"
-    return name[:NAME_LENGTH]
+    return safe_name((urlsplit(url).hostname or "unknown").lower().rstrip("."))
 
 
 def parse_target(text: str) -> tuple[str, str]:

@@ -87,7 +87,9 @@ class Naming:
     """(name, pattern) in order; the first pattern matching the input names its target."""
 
     def vantage(self, cc: str, asn: str) -> str:
-        default = f"{cc}-{asn}"
+        from probe.ooni.naming import safe_name
+
+        default = safe_name(f"{cc}-{asn}")
         return self.vantages.get(default) or self.vantages.get(asn) or self.vantages.get("*") or default
 
     def target(self, url: str) -> str:
