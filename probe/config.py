@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -108,6 +109,26 @@ class Vantage(_Model):
     helpers: list[Helper] | None = None
     """Test helpers for this vantage, instead of the top-level `helpers` ([] for none)."""
     labels: dict[str, str] = {}
+    probe_cc: str | None = None
+    """Country of the vantage's network, ISO 3166 alpha-2 (KZ): OONI's probe_cc on export."""
+    probe_asn: str | None = None
+    """Autonomous system of the vantage's network, "AS" and its number (AS9198): OONI's probe_asn."""
+    probe_network_name: str | None = None
+    """The network's name (JSC Kazakhtelecom): OONI's probe_network_name."""
+
+    @field_validator("probe_cc")
+    @classmethod
+    def _probe_cc(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z]{2}", value):
+            raise ValueError(f"expected a two-letter country code (KZ), got {value!r}")
+        return value.upper() if value is not None else None
+
+    @field_validator("probe_asn")
+    @classmethod
+    def _probe_asn(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"AS[0-9]{1,10}", value.upper()):
+            raise ValueError(f'expected "AS" and the AS number (AS9198), got {value!r}')
+        return value.upper() if value is not None else None
 
     @field_validator("timezone")
     @classmethod

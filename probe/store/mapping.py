@@ -176,7 +176,8 @@ def vantage_row(v: Vantage, now: datetime) -> Row:
         "name": v.name,
         "timezone": v.timezone,
         "control": v.control,
-        "labels": dict(v.labels),
+        # OONI's identity of the vantage's network travels with its labels (read by the export).
+        "labels": {**v.labels, **_network_labels(v)},
         "source_address": v.source_address,
         "resolver": v.resolver,
         "proxy": without_userinfo(v.proxy),
@@ -184,6 +185,11 @@ def vantage_row(v: Vantage, now: datetime) -> Row:
         "first_seen": now,
         "last_seen": now,
     }
+
+
+def _network_labels(v: Vantage) -> dict[str, str]:
+    keys = {"probe_cc": v.probe_cc, "probe_asn": v.probe_asn, "probe_network_name": v.probe_network_name}
+    return {key: value for key, value in keys.items() if value is not None}
 
 
 def target_row(t: Target, now: datetime) -> Row:
