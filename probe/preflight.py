@@ -1,0 +1,91 @@
+"""What `curfew check` verifies beyond the file itself: that this machine can run it.
+
+`load_config` checks types, bounds, URLs and the CA bundle, which hold wherever the file is
+read (and on every SIGHUP). Here, once, before a start: the directories the daemon will write
+exist or can be created and are writable, and the metrics address can be bound.
+
+The metrics port of a daemon that is already running on this config's data_dir is in use by
+that daemon: binding it fails, which is then a note (the port is the daemon's own), not an
+error. Any other process on the port is an error, as `run` would fail there.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from pathlib import Path
+
+from probe.config import Config, ConfigError
+from probe.daemon import lock
+from probe.validation import path_kind
+
+
+def preflight(config: Config, source: str) -> list[str]:
+    """Raise ConfigError naming `source` and the key for what `run` would fail on; return notes."""
+    notes: list[str] = []
+    _writable_dir(config.data_dir, f"{source}: data_dir")
+    spool = config.data_dir / "spool"
+    if _kind(spool, f"{source}: data_dir") not in ("directory", "missing"):
+        raise ConfigError(f"{source}: data_dir: {spool} (the spool) is not a directory")
+    sqlite_file = _sqlite_file(config.database_url)
+    if sqlite_file is not None:
+        key = "database" if config.database else "data_dir"
+        _writable_dir(sqlite_file.parent, f"{source}: {key}")
+        kind = _kind(sqlite_file, f"{source}: {key}")
+        if kind != "missing" and not (kind == "file" and os.access(sqlite_file, os.R_OK | os.W_OK)):
+            raise ConfigError(f"{source}: {key}: {sqlite_file} is not a file this user can write")
+    host, port = config.metrics.host_port
+    problem = _bind_problem(host, port)
+    if problem is not None:
+        pid = lock.holder(config.data_dir) if problem.errno == errno.EADDRINUSE else None
+        if pid is None:
+            listen = config.metrics.listen
+            raise ConfigError(f"{source}: metrics.listen: cannot listen on {listen}: {problem.strerror}")
+        notes.append(
+            f"metrics.listen {config.metrics.listen} is in use by the curfew running on this data_dir "
+            f"(pid {pid or '?'}): not checked"
+        )
+    return notes
+
+
+def _sqlite_file(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def _writable_dir(path: Path, where: str) -> None:
+    """`path` is a writable directory, or the nearest existing ancestor is one (it will be created)."""
+    existing = path
+    while _kind(existing, where) == "missing" and existing.parent != existing:
+        existing = existing.parent
+    if _kind(existing, where) != "directory":
+        raise ConfigError(f"{where}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        verb = "write to" if existing == path else f"create {path} in"
+        raise ConfigError(f"{where}: cannot {verb} {existing}: permission denied")
+
+
+def _kind(path: Path, where: str) -> str:
+    try:
+        return path_kind(path)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _bind_problem(host: str, port: int) -> OSError | None:
+    """Bind and release the address as the metrics server would; the error if it cannot."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        return exc
+    finally:
+        sock.close()
+    return None
