@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from probe import redaction
 from probe.validation import (
     check_ca_bundle,
     check_database_url,
@@ -292,8 +293,17 @@ def _port(text: str) -> int:
 
 
 def parse_config(data: Any, source: str = "<config>") -> Config:
-    """Validate already-parsed YAML data; raise ConfigError naming `source` and the key."""
-    return validate(Config, data, source, ConfigError)
+    """Validate already-parsed YAML data; raise ConfigError naming `source` and the key.
+
+    The passwords of its URLs are remembered, so that no later log line or message shows them.
+    """
+    config = validate(Config, data, source, ConfigError)
+    redaction.remember(
+        [config.database]
+        + [url for v in config.vantages for url in (v.proxy, v.resolver)]
+        + [url for t in config.targets for url in (t.url, t.throughput_url)]
+    )
+    return config
 
 
 def load_config(path: str | Path) -> Config:

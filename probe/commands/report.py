@@ -58,9 +58,11 @@ def handle(args: argparse.Namespace) -> int:
 
     from probe.daemon.logs import redact
     from probe.export.report import build, render_text, to_json, write_csv
+    from probe.redaction import remember
     from probe.store.engine import StoreError
     from probe.store.report import Filters, load
 
+    remember([args.db])  # its password, in whatever form an error message quotes it
     if args.format == "png" and args.output is None:
         print("curfew: error: --format png needs --output FILE", file=sys.stderr)
         return EXIT_USAGE

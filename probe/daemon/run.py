@@ -22,6 +22,7 @@ from probe.episodes.monitor import Monitor
 from probe.metrics import Metrics, serve_metrics
 from probe.metrics.blackouts import BlackoutCollector
 from probe.model import Result
+from probe.redaction import redact_url
 from probe.store import Store, blackouts
 from probe.store.engine import create_engine
 
@@ -109,7 +110,7 @@ class Daemon:
             log.info(
                 "event=ready pairs=%d database=%s metrics=%s",
                 len(pairs_of(config)),
-                config.database_url,
+                redact_url(config.database_url),
                 config.metrics.listen,
             )
             self.monitor, self.episode_writer = monitor, episode_writer

@@ -20,6 +20,7 @@ import orjson
 from probe.config import Config, Target, Vantage
 from probe.episodes.pattern import local_slot
 from probe.model import Measurement, Result, phase_durations
+from probe.redaction import redact_url
 
 Row = dict[str, Any]
 
@@ -158,7 +159,7 @@ def vantage_row(v: Vantage, now: datetime) -> Row:
         "control": v.control,
         "labels": dict(v.labels),
         "source_address": v.source_address,
-        "resolver": v.resolver,
+        "resolver": redact_url(v.resolver),
         "proxy": without_userinfo(v.proxy),
         "active": True,
         "first_seen": now,
