@@ -1,8 +1,9 @@
 """What `curfew check` verifies beyond the file itself: that this machine can run it.
 
 `load_config` checks types, bounds, URLs and the CA bundle, which hold wherever the file is
-read (and on every SIGHUP). Here, once, before a start: the directories the daemon will write
-exist or can be created and are writable, and the metrics address can be bound.
+read (and on every SIGHUP). Here, before a start (`curfew check`, and `curfew run` itself): the
+directories the daemon will write exist or can be created and are writable, each vantage's
+source address is one of this machine's, and the metrics address can be bound.
 
 The metrics port of a daemon that is already running on this config's data_dir is in use by
 that daemon: binding it fails, which is then a note (the port is the daemon's own), not an
@@ -35,6 +36,14 @@ def preflight(config: Config, source: str) -> list[str]:
         kind = _kind(sqlite_file, f"{source}: {key}")
         if kind != "missing" and not (kind == "file" and os.access(sqlite_file, os.R_OK | os.W_OK)):
             raise ConfigError(f"{source}: {key}: {sqlite_file} is not a file this user can write")
+    for index, vantage in enumerate(config.vantages):
+        if vantage.source_address is not None:
+            failed = _bind_problem(vantage.source_address, 0, socket.SOCK_DGRAM)
+            if failed is not None:  # every probe from this vantage would fail to bind
+                raise ConfigError(
+                    f"{source}: vantages[{index}].source_address: cannot bind "
+                    f"{vantage.source_address}: {failed.strerror}"
+                )
     host, port = config.metrics.host_port
     problem = _bind_problem(host, port)
     if problem is not None:
@@ -77,10 +86,10 @@ def _kind(path: Path, where: str) -> str:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _bind_problem(host: str, port: int) -> OSError | None:
-    """Bind and release the address as the metrics server would; the error if it cannot."""
+def _bind_problem(host: str, port: int, kind: int = socket.SOCK_STREAM) -> OSError | None:
+    """Bind and release the address as the metrics server (or a probe) would; the error if not."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, kind)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

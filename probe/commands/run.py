@@ -28,8 +28,10 @@ def handle(args: argparse.Namespace) -> int:
     from probe.config import load_config
     from probe.daemon import lock
     from probe.daemon.run import run
+    from probe.preflight import preflight
 
     config = load_config(args.config)
+    preflight(config, args.config)  # a port in use, a read-only data_dir: one line, exit 2
     try:
         held = lock.acquire(config.data_dir)  # one daemon per data_dir, before it touches anything
     except (lock.DataDirInUse, OSError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -136,3 +137,23 @@ def test_a_data_dir_that_is_in_the_way_is_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"{config_path}: data_dir: " in done.stderr
+
+
+def test_a_metrics_port_in_use_stops_run_in_one_line(tmp_path: Path) -> None:
+    config = quiet_config(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config["metrics"]["listen"] = f"127.0.0.1:{taken.getsockname()[1]}"
+        config_path = tmp_path / "curfew.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        done = subprocess.run(
+            [*CURFEW, "run", "--config", str(config_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            check=False,
+        )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"curfew: error: {config_path}: metrics.listen: cannot listen on" in done.stderr

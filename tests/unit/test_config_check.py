@@ -166,6 +166,11 @@ def test_undecodable_and_absurdly_nested_files_are_one_line(
     assert done.stderr.count("\n") == 1 and message in done.stderr
 
 
+def test_a_source_address_that_is_not_on_this_machine_is_refused(tmp_path: Path) -> None:
+    done = check(tmp_path, changed("vantages.0.source_address", "192.0.2.1"))  # TEST-NET-1
+    assert_refused(done, tmp_path, "vantages[0].source_address")
+
+
 def test_a_valid_config_is_ok(tmp_path: Path) -> None:
     done = check(tmp_path, changed("interval", 604800))
     assert done.returncode == 0, done.stderr
