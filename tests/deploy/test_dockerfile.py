@@ -331,7 +331,7 @@ def test_the_docs_say_what_docker_yaml_listening_on_every_interface_means() -> N
         "0.0.0.0",
         "-p 127.0.0.1:9716:9716",
         "reverse proxy",
-        "no authentication",
+        "authentication",
     ):
         assert needed in section, needed
     assert "docs/configuration.md" in (ROOT / "config" / "docker.yaml").read_text()
