@@ -27,7 +27,8 @@ from probe.validation import (
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-Seconds = Annotated[float, Field(gt=0, le=3600)]
+Seconds = Annotated[float, Field(ge=0.01, le=3600)]
+"""A deadline: 10 ms (below that every step times out) to an hour."""
 # Every number has an upper bound that `run` can live with: APScheduler, timedelta and the
 # sockets take these, and 1e300 or a port over 65535 fails there, after `check` said yes.
 Interval = Annotated[float, Field(ge=1, le=7 * 86400)]
@@ -76,7 +77,7 @@ class ProbeSettings(_Model):
     """The HTTP body is read up to this many bytes; its length and hash cover what was read."""
     throughput_max_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024 * 1024)] = 8 * 1024 * 1024
     throughput_max_seconds: Seconds = 10.0
-    throughput_sample_interval: Annotated[float, Field(gt=0, le=10)] = 0.25
+    throughput_sample_interval: Annotated[float, Field(ge=0.01, le=10)] = 0.25
     max_addresses: Annotated[int, Field(ge=1, le=16)] = 4
     """Connect to at most this many resolved addresses (OONI connects to every one)."""
     idle_reset_wait: Annotated[float, Field(ge=0, le=10)] = 1.0

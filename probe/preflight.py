@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 from probe.config import Config, ConfigError
@@ -74,9 +75,15 @@ def _writable_dir(path: Path, where: str) -> None:
         existing = existing.parent
     if _kind(existing, where) != "directory":
         raise ConfigError(f"{where}: {existing} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    # Try it rather than ask os.access: root passes every access check, yet cannot write to a
+    # read-only mount or create a directory in /proc.
+    try:
+        fd, name = tempfile.mkstemp(dir=existing, prefix=".curfew-check-")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
         verb = "write to" if existing == path else f"create {path} in"
-        raise ConfigError(f"{where}: cannot {verb} {existing}: permission denied")
+        raise ConfigError(f"{where}: cannot {verb} {existing}: {exc.strerror}") from None
 
 
 def _kind(path: Path, where: str) -> str:

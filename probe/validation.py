@@ -61,6 +61,8 @@ def read_yaml(path: Path, error: type[Exception]) -> Any:
         raise error(f"{path}: not valid YAML{where}") from None
     except RecursionError:
         raise error(f"{path}: nested too deeply") from None
+    except Exception as exc:  # a constructor's own error: an int of 5,000 digits, a bad date
+        raise error(f"{path}: not valid YAML ({type(exc).__name__})") from None
     if _depth(data) > MAX_DEPTH:
         # A config is a few levels deep; hundreds of levels would only exhaust the stack later.
         raise error(f"{path}: nested more than {MAX_DEPTH} levels deep")
@@ -183,6 +185,41 @@ def check_database_url(value: str) -> None:
         raise ValueError(f"{expected}: SQLite needs a file (sqlite:///path/curfew.db)")
     if url.host is not None:
         check_host(url.host, expected.removeprefix("expected "))
+    if backend != "sqlite":
+        unknown = sorted(set(url.query) - POSTGRES_OPTIONS)
+        if unknown:
+            # asyncpg takes these as keyword arguments: an unknown one fails every connect.
+            hint = " (asyncpg spells it ?ssl=require)" if "sslmode" in unknown else ""
+            raise ValueError(f"{expected}: unknown option ?{unknown[0]}={hint}")
+
+
+POSTGRES_OPTIONS = frozenset(
+    {
+        # asyncpg.connect's keyword arguments a URL can carry
+        "host",
+        "port",
+        "user",
+        "password",
+        "database",
+        "passfile",
+        "service",
+        "servicefile",
+        "timeout",
+        "command_timeout",
+        "statement_cache_size",
+        "max_cached_statement_lifetime",
+        "max_cacheable_statement_size",
+        "ssl",
+        "direct_tls",
+        "target_session_attrs",
+        "krbsrvname",
+        "gsslib",
+        # SQLAlchemy's asyncpg dialect's own
+        "prepared_statement_cache_size",
+        "prepared_statement_name_func",
+    }
+)
+"""What a postgresql:// URL's query may set (SQLAlchemy hands the rest to asyncpg.connect)."""
 
 
 def check_ca_bundle(path: Path) -> None:

@@ -78,6 +78,9 @@ def assert_refused(done: subprocess.CompletedProcess[str], tmp_path: Path, key: 
         ("vantages.0.resolver", "https://dns.example:70000/dns-query", "vantages[0].resolver"),
         ("database", "postgresql://curfew:secret@db:99999/curfew", "database"),
         ("database", "sqlite:///:memory:", "database"),
+        ("database", "postgresql://curfew@db/curfew?sslmode=require", "database"),
+        ("probe.timeouts.total", 1e-300, "probe.timeouts.total"),
+        ("data_dir", "/proc/curfew-data", "data_dir"),  # root passes os.access, not a real write
     ],
 )
 def test_values_run_cannot_use_are_refused_naming_the_key(
@@ -151,6 +154,7 @@ def test_the_metrics_address_must_be_on_this_machine(tmp_path: Path) -> None:
     [
         (b"interval: 300\nvantages: \xff\xfe\n", "not UTF-8"),
         (b"a: " + b"[" * 600 + b"]" * 600 + b"\n", "nested"),
+        (b"interval: 1" + b"0" * 5000 + b"\n", "not valid YAML"),
         (b"a: " + b"{b: " * 600 + b"1" + b"}" * 600 + b"\n", "nested"),
         (
             b"interval: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
