@@ -23,6 +23,7 @@ from probe.metrics import Metrics, serve_metrics
 from probe.metrics.blackouts import BlackoutCollector
 from probe.metrics.control import ControlFailureCollector
 from probe.model import Result
+from probe.redaction import redact_url
 from probe.store import Store, blackouts
 from probe.store.engine import create_engine
 
@@ -113,7 +114,7 @@ class Daemon:
             log.info(
                 "event=ready pairs=%d database=%s metrics=%s",
                 len(pairs_of(config)),
-                config.database_url,
+                redact_url(config.database_url),
                 config.metrics.listen,
             )
             self.monitor, self.episode_writer = monitor, episode_writer

@@ -20,6 +20,7 @@ import orjson
 from probe.config import Config, Target, Vantage
 from probe.episodes.pattern import local_slot
 from probe.model import ControlRecord, Measurement, Result, phase_durations
+from probe.redaction import redact_url
 
 Row = dict[str, Any]
 
@@ -179,7 +180,7 @@ def vantage_row(v: Vantage, now: datetime) -> Row:
         # OONI's identity of the vantage's network travels with its labels (read by the export).
         "labels": {**v.labels, **_network_labels(v)},
         "source_address": v.source_address,
-        "resolver": v.resolver,
+        "resolver": redact_url(v.resolver),
         "proxy": without_userinfo(v.proxy),
         "active": True,
         "first_seen": now,
