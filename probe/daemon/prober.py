@@ -4,14 +4,21 @@ A verdict is only as good as its controls: the control targets at the same vanta
 same target at a control vantage must be measured at (about) the same time. Rather than
 probing them again for every target, a control measurement younger than `control_max_age`
 is shared, and one in flight is awaited rather than duplicated.
+
+A measurement that failed on this machine (`probe.analysis.local`: out of descriptors, memory,
+local ports) is not a measurement of the network: it is counted (`on_local_failure`) and
+logged, never judged, stored or used as a control (docs/verdicts.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from probe import failures
+from probe.analysis.local import local_failure
 from probe.clock import SYSTEM_CLOCK, Clock
 from probe.config import Config
 from probe.engine import measure
@@ -20,6 +27,10 @@ from probe.round import judge
 from probe.vantage import VantageNetwork, vantage_network
 
 Measure = Callable[[str, str], Awaitable[Measurement]]
+LocalFailureHook = Callable[[str], None]
+"""Called with the reason (`probe.failures.LOCAL_REASONS`) of each probe that failed locally."""
+
+log = logging.getLogger("curfew.prober")
 
 
 @dataclass
@@ -32,9 +43,14 @@ class Prober:
     """Measures pairs under a global concurrency limit; never two runs of one pair at once."""
 
     def __init__(
-        self, config: Config, clock: Clock = SYSTEM_CLOCK, measure_fn: Measure | None = None
+        self,
+        config: Config,
+        clock: Clock = SYSTEM_CLOCK,
+        measure_fn: Measure | None = None,
+        on_local_failure: LocalFailureHook | None = None,
     ) -> None:
         self.clock = clock
+        self._on_local_failure = on_local_failure
         self._gate = asyncio.Semaphore(config.max_concurrency)
         self._recent: dict[tuple[str, str], _Fresh] = {}
         self._measure_fn = measure_fn
@@ -68,7 +84,7 @@ class Prober:
         """A recent (or in-flight) measurement of the pair, else a new one; True if new."""
         fresh = self._recent.get((vantage, target))
         age_ok = fresh is not None and self.clock.monotonic() - fresh.at <= self.control_max_age
-        if fresh is not None and age_ok and not (fresh.task.done() and fresh.task.exception()):
+        if fresh is not None and age_ok and not (fresh.task.done() and _unusable(fresh.task)):
             return fresh.task, False
         return self._start(vantage, target), True
 
@@ -76,7 +92,9 @@ class Prober:
         """Probe the pair (and whatever controls are stale) and judge it in one round.
 
         Returns the results of every measurement made fresh for this run, the pair's first:
-        each is a real measurement and is stored and counted.
+        each is a real measurement and is stored and counted. If the pair's own probe failed
+        on this machine, there is no result for the pair: the list holds only the fresh
+        controls that did measure the network (possibly none).
         """
         config = self.config
         own = self._start(vantage, target)
@@ -86,8 +104,36 @@ class Prober:
         shared = [self._shared(v, t) for v, t in needed]
         mine = await own
         controls = await asyncio.gather(*(task for task, _ in shared), return_exceptions=True)
-        measurements = [mine] + [m for m in controls if isinstance(m, Measurement)]
-        results = judge(config, measurements)
         fresh_keys = {(v, t) for (v, t), (_, new) in zip(needed, shared, strict=True) if new}
-        fresh = [r for r in results[1:] if (r.measurement.vantage, r.measurement.target) in fresh_keys]
-        return [results[0], *fresh]
+        measurements = []
+        for m in [mine] + [m for m in controls if isinstance(m, Measurement)]:
+            if local_failure(m) is None:
+                measurements.append(m)
+            elif m is mine or (m.vantage, m.target) in fresh_keys:  # counted once, by its maker
+                self._local(m)
+        results = judge(config, measurements)
+        pair_measured = bool(measurements) and measurements[0] is mine
+        fresh = [r for r in results if (r.measurement.vantage, r.measurement.target) in fresh_keys]
+        return [results[0], *fresh] if pair_measured else fresh
+
+    def _local(self, m: Measurement) -> None:
+        found = local_failure(m)
+        assert found is not None
+        operation, failure = found
+        reason = failures.local_reason(failure)
+        log.warning(
+            "event=local-failure vantage=%s target=%s operation=%s reason=%s stored=no",
+            m.vantage,
+            m.target,
+            operation,
+            reason,
+        )
+        if self._on_local_failure is not None:
+            self._on_local_failure(reason)
+
+
+def _unusable(task: asyncio.Future[Measurement]) -> bool:
+    """A finished control that cannot vouch for anything: it raised, or failed on this machine."""
+    if task.cancelled() or task.exception() is not None:
+        return True
+    return local_failure(task.result()) is not None

@@ -97,7 +97,8 @@ class Daemon:
                         m.runtime,
                     )
 
-            scheduler = Scheduler(Prober(config), record, metrics.observe_scheduler_lag)
+            prober = Prober(config, on_local_failure=metrics.observe_local_failure)
+            scheduler = Scheduler(prober, record, metrics.observe_scheduler_lag)
             scheduler.start()
             retention = asyncio.ensure_future(self._retention(store))
             watcher = asyncio.ensure_future(self._watch(scheduler, monitor))

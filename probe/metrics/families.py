@@ -117,6 +117,12 @@ SPOOLED: Final = Family(
 WRITE_ERRORS: Final = Family(
     "curfew_store_write_errors", "counter", "Failed writes of measurements to the database."
 )
+LOCAL_FAILURES: Final = Family(
+    "curfew_probe_local_failures",
+    "counter",
+    "Probes that failed on this machine (out of descriptors, memory, buffers or local ports), by "
+    "reason; not measurements of the network, so neither judged nor stored.",
+)
 
 PER_PAIR: Final[tuple[Family, ...]] = (
     RUNS,
