@@ -49,6 +49,10 @@ SEND_BATCH: Final = 1 << 20
 BACKLOG: Final = 64
 ACCEPT_PAUSE: Final = 0.5
 """Seconds to wait before trying again when the server may not (or cannot) accept."""
+RESERVE_MIN: Final = 64
+RESERVE_MAX: Final = 1024
+"""A burst of probes needs a few descriptors each: at 1,024 free, the server's 32 are no threat,
+and under the unit's LimitNOFILE=65536 a busy prober may use the other 64,000 without pausing it."""
 LOG_EVERY: Final = 60.0
 """At most one line per this many seconds about refused or dropped connections."""
 
@@ -61,7 +65,7 @@ class Limits:
     """Prometheus keeps one connection per target; a few scrapers and curl fit many times over."""
     reserve: int | None = None
     """Descriptors kept free for everything else (probes, store, journal): accepting stops below
-    this. None: a quarter of the soft RLIMIT_NOFILE, at least 64."""
+    this. None: a quarter of the soft RLIMIT_NOFILE, at least 64 and at most `RESERVE_MAX`."""
     idle_timeout: float = 75.0
     """A kept-alive connection may wait this long for its next request (above a 60 s scrape
     interval, so Prometheus' connection survives between scrapes)."""
@@ -78,7 +82,7 @@ class Limits:
         if self.reserve is not None:
             return self.reserve
         soft = _soft_nofile()
-        return 64 if soft is None else max(64, soft // 4)
+        return RESERVE_MIN if soft is None else max(RESERVE_MIN, min(soft // 4, RESERVE_MAX))
 
 
 def _soft_nofile() -> int | None:

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from probe.metrics import Metrics, MetricsServer, serve_metrics
+from probe.metrics import server as server_module
 from probe.metrics.server import Limits, free_descriptors
 from tests.metrics.test_server import exchange, fetch
 
@@ -188,9 +189,10 @@ async def test_no_connection_is_accepted_below_the_descriptor_reserve(
         await srv.close()
 
 
-def test_the_default_reserve_is_a_quarter_of_the_limit() -> None:
-    import resource
-
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    assert Limits().reserved() == max(64, soft // 4)
+@pytest.mark.parametrize(("soft", "reserve"), [(256, 64), (1024, 256), (4096, 1024), (65536, 1024)])
+def test_the_default_reserve_is_a_quarter_of_the_limit_within_bounds(
+    soft: int, reserve: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "_soft_nofile", lambda: soft)
+    assert Limits().reserved() == reserve
     assert Limits(reserve=10).reserved() == 10
