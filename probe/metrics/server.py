@@ -13,7 +13,8 @@ descriptors, and its probes failed as if censored). So the server defends the da
 (`Limits`):
 
 - at most `max_connections` at once; a connection beyond that takes the place of the one idle
-  the longest (waiting for a request), else waits in the kernel's backlog;
+  the longest (waiting for a request), else of the one whose client has not read for the
+  longest (`STALL_EVICT` at least), else waits in the kernel's backlog;
 - it stops accepting while fewer than `reserve` descriptors are free (the probes' share);
 - a request head must arrive within `head_timeout` of its first byte (slowloris) and within
   `idle_timeout` of the previous response; a head is at most `MAX_HEAD` bytes;
@@ -53,6 +54,10 @@ RESERVE_MIN: Final = 64
 RESERVE_MAX: Final = 1024
 """A burst of probes needs a few descriptors each: at 1,024 free, the server's 32 are no threat,
 and under the unit's LimitNOFILE=65536 a busy prober may use the other 64,000 without pausing it."""
+STALL_EVICT: Final = 1.0
+"""A response the client has not read from for this long may be dropped for a newcomer when the
+server is full: a scraper reads as fast as the server writes; a client that does not read is
+not scraping."""
 LOG_EVERY: Final = 60.0
 """At most one line per this many seconds about refused or dropped connections."""
 
@@ -102,13 +107,23 @@ def free_descriptors() -> int | None:
     return soft - used
 
 
-_WRITE_TIMEOUT: ContextVar[float] = ContextVar("write_timeout", default=Limits.write_timeout)
-"""The connection's `Limits.write_timeout`, set in its own task (so every write path sees it)."""
+_CURRENT: ContextVar[tuple[_Connection, float] | None] = ContextVar("metrics_connection", default=None)
+"""The connection a handler task serves and its write timeout, set in its own task (so every
+write path sees them without threading them through each call)."""
 
 
 async def _drain(writer: asyncio.StreamWriter) -> None:
     """Wait until the client has taken enough of what was written; TimeoutError if it does not."""
-    await asyncio.wait_for(writer.drain(), _WRITE_TIMEOUT.get())
+    current = _CURRENT.get()
+    if current is None:
+        await writer.drain()
+        return
+    conn, timeout = current
+    conn.stalled_since = time.monotonic()
+    try:
+        await asyncio.wait_for(writer.drain(), timeout)
+    finally:
+        conn.stalled_since = None
 
 
 INDEX: Final = (
@@ -126,11 +141,13 @@ REASONS: Final = {
 
 
 class _Connection:
-    """One client connection and whether it is waiting for a request (so it may be evicted)."""
+    """One client connection, and since when it has waited for a request or for the client to
+    read (either makes it the one to drop for a newcomer when the server is full)."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.idle_since: float | None = time.monotonic()
+        self.stalled_since: float | None = None
 
     def abort(self) -> None:
         self.writer.transport.abort()  # the handler then sees the connection gone and returns
@@ -187,16 +204,23 @@ class MetricsServer:
         free = free_descriptors()
         return free is not None and free < self.limits.reserved()
 
-    def _oldest_idle(self) -> _Connection | None:
-        idle = [c for c in self._connections.values() if c.idle_since is not None]
-        return min(idle, key=lambda c: c.idle_since or 0.0, default=None)
+    def _victim(self) -> _Connection | None:
+        """The connection to drop for a newcomer: the one idle the longest, else the one whose
+        client has not read for the longest (at least `STALL_EVICT` seconds), else None."""
+        conns = self._connections.values()
+        idle = [c for c in conns if c.idle_since is not None]
+        if idle:
+            return min(idle, key=lambda c: c.idle_since or 0.0)
+        stalled_before = time.monotonic() - STALL_EVICT
+        stalled = [c for c in conns if c.stalled_since is not None and c.stalled_since <= stalled_before]
+        return min(stalled, key=lambda c: c.stalled_since or 0.0, default=None)
 
     async def _accept_loop(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if self._short() and self._oldest_idle() is None:
-                # Every slot is busy sending, or the descriptors left are the probes': leave
-                # newcomers in the backlog until that changes.
+            if self._short() and self._victim() is None:
+                # Every slot is busy with a client that reads, or the descriptors left are the
+                # probes': leave newcomers in the backlog until that changes.
                 self._note_refused("paused")
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
@@ -221,14 +245,14 @@ class MetricsServer:
     async def _make_room(self) -> bool:
         """Make room for a connection just accepted; False if none came in time.
 
-        The idle connection seen before accepting may have got busy while accept waited: then
+        The victim seen before accepting may have got busy while accept waited: then
         the newcomer (one descriptor, as accepting stops meanwhile) waits for a slot rather
         than being turned away, for as long as a stalled write may hold one.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.write_timeout + ACCEPT_PAUSE
         while self._short():
-            victim = self._oldest_idle()
+            victim = self._victim()
             if victim is not None:
                 self._evict(victim)
                 return True
@@ -274,7 +298,7 @@ class MetricsServer:
 
     async def _handle(self, reader: asyncio.StreamReader, conn: _Connection) -> None:
         writer = conn.writer
-        _WRITE_TIMEOUT.set(self.limits.write_timeout)
+        _CURRENT.set((conn, self.limits.write_timeout))
         finished = False
         try:
             await _serve_connection(self._metrics, self.limits, reader, conn)

@@ -196,3 +196,26 @@ def test_the_default_reserve_is_a_quarter_of_the_limit_within_bounds(
     monkeypatch.setattr(server_module, "_soft_nofile", lambda: soft)
     assert Limits().reserved() == reserve
     assert Limits(reserve=10).reserved() == 10
+
+
+async def test_a_client_that_does_not_read_gives_way_to_a_scraper_before_the_write_timeout(
+    metrics: Metrics,
+) -> None:
+    limits = Limits(max_connections=4, write_timeout=30.0)
+    srv = await serve_metrics(metrics, "127.0.0.1", 0, limits)
+    hostile = [raw_client(srv.port) for _ in range(4)]
+    try:
+        for sock in hostile:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        await until(lambda: srv.connections == 4, 5, "every slot taken by a non-reader")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        status, _, body = await asyncio.wait_for(fetch(srv, "/metrics"), 10)
+        assert status == 200 and b"curfew_probe_runs_total" in body
+        # One stalled non-reader was dropped for it (STALL_EVICT, 1 s), long before 30 s.
+        assert loop.time() - started < 10
+        assert srv.connections <= 4
+    finally:
+        for sock in hostile:
+            sock.close()
+        await srv.close()
