@@ -100,7 +100,7 @@ class Daemon:
                         m.runtime,
                     )
 
-            prober = Prober(config)
+            prober = Prober(config, on_local_failure=metrics.observe_local_failure)
             metrics.registry.register(ControlFailureCollector(prober.control_failures.snapshot))
             scheduler = Scheduler(prober, record, metrics.observe_scheduler_lag)
             scheduler.start()

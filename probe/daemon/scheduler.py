@@ -187,6 +187,8 @@ class Scheduler:
                 log.info("event=run-cancelled vantage=%s target=%s", *pair)
                 return
             self.on_results(results)
+            if not results or (results[0].measurement.vantage, results[0].measurement.target) != pair:
+                return  # the pair's probe failed on this machine (Prober.run): no verdict to confirm
             verdict = results[0].analysis.verdict
             before = self.states.get(pair, Confirmation())
             after = advance(before, verdict, self.config.confirm_count)

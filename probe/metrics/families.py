@@ -123,6 +123,12 @@ CONTROL_FAILURES: Final = Family(
     "Test-helper exchanges that gave no control, by helper (its host) and reason "
     "(timeout, unreachable, http_status, too_large, bad_answer).",
 )
+LOCAL_FAILURES: Final = Family(
+    "curfew_probe_local_failures",
+    "counter",
+    "Probes that failed on this machine (out of descriptors, memory, buffers or local ports), by "
+    "reason; not measurements of the network, so neither judged nor stored.",
+)
 
 PER_PAIR: Final[tuple[Family, ...]] = (
     RUNS,
