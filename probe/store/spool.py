@@ -37,16 +37,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
 import logging
 import os
+import stat
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Final
 
+from probe.store.events import event
 from probe.store.mapping import Row, line_row
+from probe.store.spool_read import Contents, Skipped, read_segment
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,10 @@ FREE_SUFFIX = ".free"
 LOCK_NAME = "spool.lock"
 FREE_FILES = 4
 """Written segment files kept for reuse (each about one batch: ~2.5 MB at 500 rows)."""
+REJECTED_SUFFIX: Final = ".rejected"
+UNREADABLE_SUFFIX: Final = ".unreadable"
+REPORT_LINES: Final = 10
+"""Skipped lines of one segment logged one by one; past that, one line says how many more."""
 IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
 """Buffers one `writev` takes (1024 on Linux): a turn's lines beyond it take more calls."""
 
@@ -77,6 +82,8 @@ class Segment:
     """Its lines carry `seq` (written by this version): the file can be recycled."""
     tag: bytes = b""
     """What each of its lines starts with: ``b"<seq>\t"``."""
+    checked: bool = False
+    """Read back from disk once already: what it skipped has been said (and set aside)."""
 
 
 class Spool:
@@ -98,17 +105,24 @@ class Spool:
         self.in_memory = 0
         self.pending = 0
         self.append_errors = 0
+        self.skipped_lines = 0
+        """Journal lines read back that were not replayed (torn, damaged, poison)."""
+        self.rejected_lines = 0
+        """Of those, complete lines that are not measurements: set aside in ``.rejected``."""
         self._iov: list[bytes] = []  # tag, line, tag, line...: appended, not yet written
         for path in sorted(directory.glob(f"*{SUFFIX}")):
-            if path.stem.isdigit():
-                count, tagged = _count_lines(path, int(path.stem))
-                self.closed.append(Segment(int(path.stem), path, count, rows=None, tagged=tagged))
-                self.pending += count
+            seg = self._found(path)
+            if seg is not None:
+                self.closed.append(seg)
+                self.pending += seg.count
         self._free = sorted(directory.glob(f"*{FREE_SUFFIX}"))
         for path in self._free[FREE_FILES:]:
             path.unlink(missing_ok=True)
         del self._free[FREE_FILES:]
-        self._next_seq = self.closed[-1].seq + 1 if self.closed else 1
+        # Past every numbered name here, segments or not (a directory called 2.spool, a
+        # 3.rejected): a new segment never takes the name of something a person must look at.
+        numbers = [int(p.name.split(".")[0]) for p in directory.iterdir() if p.name.split(".")[0].isdigit()]
+        self._next_seq = max(numbers, default=0) + 1
 
     def append(self, row: Row, line: bytes, now: float) -> bool:
         """Journal one row: on disk at the next `write()`, or now if it closes the segment
@@ -193,8 +207,72 @@ class Spool:
         return any(seg.fd is not None for seg in self.closed)
 
     def rows(self, seg: Segment) -> list[Row]:
-        """The segment's rows, from memory or read back from disk (blocking if from disk)."""
-        return seg.rows if seg.rows is not None else _read_rows(seg.path, seg.seq)
+        """The segment's rows, from memory or read back from disk (blocking if from disk).
+        The first time a segment is read back, what it skipped is logged and its poison
+        lines are set aside in ``<seq>.rejected``; a file that cannot be read is renamed
+        ``<seq>.unreadable`` and gives no rows."""
+        if seg.rows is not None:
+            return seg.rows
+        return self._read_back(seg).rows
+
+    def _read_back(self, seg: Segment) -> Contents:
+        try:
+            contents = read_segment(seg.path, seg.seq)
+        except OSError as exc:
+            kept = seg.path.with_suffix(UNREADABLE_SUFFIX)
+            try:
+                os.rename(seg.path, kept)
+            except OSError:
+                kept = seg.path
+            log.error(
+                event("journal-segment-unreadable", file=seg.path, kept=kept, rows=seg.count, reason=exc)
+            )
+            seg.tagged = False  # never recycled
+            seg.checked = True
+            self.skipped_lines += seg.count
+            return Contents(tagged=False)
+        if not seg.checked:
+            seg.checked = True
+            self._report(seg, contents)
+        return contents
+
+    def _report(self, seg: Segment, contents: Contents) -> None:
+        """Say what reading `seg` back skipped or mended, and set its poison lines aside."""
+        if contents.kept_damaged:
+            log.warning(
+                event(
+                    "journal-lines-mended",
+                    file=seg.path,
+                    lines=",".join(map(str, contents.kept_damaged[:REPORT_LINES])),
+                    count=len(contents.kept_damaged),
+                    reason="damaged sequence tag; the row after it is whole and kept",
+                )
+            )
+        if not contents.skipped:
+            return
+        self.skipped_lines += len(contents.skipped)
+        for s in contents.skipped[:REPORT_LINES]:
+            level = logging.WARNING if s.poison else logging.INFO
+            log.log(
+                level, event("journal-line-skipped", file=seg.path, line=s.line, uid=s.uid, reason=s.reason)
+            )
+        if len(contents.skipped) > REPORT_LINES:
+            log.warning(
+                event("journal-lines-skipped", file=seg.path, more=len(contents.skipped) - REPORT_LINES)
+            )
+        poison = [s for s in contents.skipped if s.poison]
+        if poison:
+            self.rejected_lines += len(poison)
+            path = self.set_aside(seg, [_rejected_line(s) for s in poison])
+            log.error(
+                event(
+                    "journal-lines-rejected",
+                    file=seg.path,
+                    count=len(poison),
+                    kept=path,
+                    uids=",".join(s.uid or "-" for s in poison[:REPORT_LINES]),
+                )
+            )
 
     def done(self, seg: Segment) -> None:
         """The segment is in the database: forget it."""
@@ -206,13 +284,23 @@ class Spool:
             self.in_memory -= len(seg.rows)
         self.pending -= seg.count
 
-    def quarantine(self, seg: Segment, rows: list[Row], lines: list[bytes]) -> Path:
+    def quarantine(self, seg: Segment, rows: list[Row], lines: list[bytes]) -> Path | None:
         """Keep rows the database refuses in ``<seq>.rejected`` for a person to look at."""
-        path = seg.path.with_suffix(".rejected")
-        with path.open("ab") as f:
-            f.writelines(lines)
-            f.flush()
-            os.fsync(f.fileno())
+        return self.set_aside(seg, lines)
+
+    def set_aside(self, seg: Segment, lines: list[bytes]) -> Path | None:
+        """Append `lines` to ``<seq>.rejected``; None (and a log line) if the disk will not."""
+        path = seg.path.with_suffix(REJECTED_SUFFIX)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                _write_all(fd, lines)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.error(event("rejected-lines-not-kept", file=path, count=len(lines), reason=exc))
+            return None
         return path
 
     def close(self) -> None:
@@ -230,6 +318,20 @@ class Spool:
                 os.close(seg.fd)
                 seg.fd = None
         os.close(self._lock_fd)
+
+    def _found(self, path: Path) -> Segment | None:
+        """A segment a previous run left, counted; None (and a log line) for what is not one."""
+        if not path.stem.isdigit():
+            return None
+        try:
+            mode = path.lstat().st_mode
+            if not stat.S_ISREG(mode):
+                raise IsADirectoryError(f"not a regular file (mode {stat.filemode(mode)})")
+            contents = read_segment(path, int(path.stem), parse=False)
+        except OSError as exc:
+            log.error(event("journal-segment-ignored", file=path, reason=exc))
+            return None
+        return Segment(int(path.stem), path, contents.candidates, rows=None, tagged=contents.tagged)
 
     def _recycle(self, seg: Segment) -> None:
         """A written segment's file becomes a free one, or goes."""
@@ -282,36 +384,10 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _lines(f: BinaryIO, seq: int) -> Iterator[tuple[int, bytes]]:
-    """(line number, row line) of the open segment file `f`, numbered `seq`: the lines tagged
-    with `seq`, never those of an earlier use of a recycled file; every line of a file written
-    before tags (it starts with a row, not a number). A line torn by a crash is yielded as it
-    is (no newline, or run into what follows it) and refused by `line_row`."""
-    tag = b"%d\t" % seq
-    first = f.readline()
-    untagged = first.startswith(b"{")
-    for number, line in enumerate(itertools.chain((first,), f), 1):
-        if untagged:
-            yield number, line
-        elif line.startswith(tag):
-            yield number, line[len(tag) :]
-
-
-def _count_lines(path: Path, seq: int) -> tuple[int, bool]:
-    """How many complete rows the segment holds, and whether it can be recycled (tagged)."""
-    with path.open("rb") as f:
-        tagged = f.read(1) != b"{"
-        f.seek(0)
-        return sum(1 for _, line in _lines(f, seq) if line.endswith(b"\n")), tagged
+def _rejected_line(skipped: Skipped) -> bytes:
+    return skipped.data if skipped.data.endswith(b"\n") else skipped.data + b"\n"
 
 
 def _read_rows(path: Path, seq: int) -> list[Row]:
-    """Rows of a segment; a line torn by a crash mid-write (the last one) is skipped."""
-    rows = []
-    with path.open("rb") as f:
-        for number, line in _lines(f, seq):
-            try:
-                rows.append(line_row(line))
-            except ValueError:
-                log.warning("%s:%d: skipping a torn or corrupt spool line", path, number)
-    return rows
+    """Rows of a segment (what it skips is not said: see `Spool.rows`)."""
+    return read_segment(path, seq).rows

@@ -33,6 +33,7 @@ from probe.config import Config
 from probe.model import Result
 from probe.store import bulk, migrate, queries
 from probe.store.engine import StoreError, create_engine
+from probe.store.events import event
 from probe.store.mapping import Row, encode, spool_line
 from probe.store.spool import Segment, Spool
 
@@ -54,7 +55,9 @@ def _is_bad_data(exc: BaseException) -> bool:
     """The rows, not the database, are the problem: retrying the same batch cannot help."""
     if isinstance(exc, IntegrityError | DataError) or bulk.is_bad_data(exc):
         return True
-    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
+    if isinstance(exc, DBAPIError):
+        return bulk.is_bad_data(exc.orig)
+    return isinstance(exc, StatementError)
 
 
 class Store:
@@ -192,6 +195,11 @@ class Store:
         return self._spool.pending
 
     @property
+    def journal_skipped(self) -> int:
+        """Journal lines read back and not replayed (torn, damaged, not a measurement)."""
+        return self._spool.skipped_lines
+
+    @property
     def write_errors(self) -> int:
         """Failed database write attempts so far."""
         return self._write_errors
@@ -277,12 +285,12 @@ class Store:
                 if not _is_bad_data(exc):
                     raise
                 rejected.append(row)
-                log.error("measurement %s refused by the database: %s", row.get("uid"), _describe(exc))
+                log.error(event("measurement-refused", uid=row.get("uid"), reason=_describe(exc)))
         if rejected:
             path = await asyncio.to_thread(
                 self._spool.quarantine, seg, rejected, [spool_line(r) for r in rejected]
             )
-            log.error("%d refused measurements kept in %s", len(rejected), path)
+            log.error(event("measurements-rejected", count=len(rejected), kept=path))
         self._spool.done(seg)
 
     @contextlib.asynccontextmanager
