@@ -10,8 +10,8 @@ import json
 from typing import Final
 
 _PLAIN: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/,+@[]()")
-MAX_VALUE: Final = 500
-"""Characters of one value kept in a line (a driver's message can be a page long)."""
+MAX_REASON: Final = 500
+"""Characters of an exception's message kept in a line (a driver's can be a page long)."""
 
 
 def value(v: object) -> str:
@@ -25,8 +25,10 @@ def value(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.3f}"
     text = str(v)
-    if len(text) > MAX_VALUE:
-        text = text[:MAX_VALUE] + "..."
+    if isinstance(v, BaseException):
+        text = " ".join(text.split()) or type(v).__name__
+        if len(text) > MAX_REASON:
+            text = text[:MAX_REASON] + "..."
     if text and all(c in _PLAIN for c in text):
         return text
     return json.dumps(text)

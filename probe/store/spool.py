@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Final
 
 from probe.store.events import event
-from probe.store.mapping import Row, line_row
+from probe.store.mapping import Row, line_row, spool_line
 from probe.store.spool_read import Contents, Skipped, read_segment
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ LOCK_NAME = "spool.lock"
 FREE_FILES = 4
 """Written segment files kept for reuse (each about one batch: ~2.5 MB at 500 rows)."""
 REJECTED_SUFFIX: Final = ".rejected"
+TMP_SUFFIX: Final = ".tmp"
 UNREADABLE_SUFFIX: Final = ".unreadable"
 REPORT_LINES: Final = 10
 """Skipped lines of one segment logged one by one; past that, one line says how many more."""
@@ -82,6 +83,8 @@ class Segment:
     """Its lines carry `seq` (written by this version): the file can be recycled."""
     tag: bytes = b""
     """What each of its lines starts with: ``b"<seq>\t"``."""
+    on_disk: int = 0
+    """Of its `count` lines, how many the file holds (all, unless a write to it failed)."""
     checked: bool = False
     """Read back from disk once already: what it skipped has been said (and set aside)."""
 
@@ -105,6 +108,11 @@ class Spool:
         self.in_memory = 0
         self.pending = 0
         self.append_errors = 0
+        """Failed journal writes (a full or failing disk); each is retried (`rejournal`)."""
+        self.unjournaled = 0
+        """Rows not on disk: appended and not yet written (for a moment), or whose write failed
+        and has not succeeded since; only in memory until the disk or the database takes them."""
+        self._failing: OSError | None = None  # the disk's last error, until a write succeeds
         self.skipped_lines = 0
         """Journal lines read back that were not replayed (torn, damaged, poison)."""
         self.rejected_lines = 0
@@ -115,6 +123,8 @@ class Spool:
             if seg is not None:
                 self.closed.append(seg)
                 self.pending += seg.count
+        for path in directory.glob(f"*{SUFFIX}{TMP_SUFFIX}"):  # a rewrite cut short: the
+            path.unlink(missing_ok=True)  # segment it was for is still there as it was
         self._free = sorted(directory.glob(f"*{FREE_SUFFIX}"))
         for path in self._free[FREE_FILES:]:
             path.unlink(missing_ok=True)
@@ -141,6 +151,7 @@ class Spool:
                 self.in_memory += 1
         seg.count += 1
         self.pending += 1
+        self.unjournaled += 1
         if seg.count >= self.batch_size:
             self.rotate()
             return True
@@ -154,23 +165,100 @@ class Spool:
             return
         try:
             _write_all(seg.fd, self._iov)
-        except OSError as exc:
+        except ShortWrite as exc:
             # The disk is full or gone: this segment's rows (those on disk read back) stay
             # in memory from here on, whatever `memory_rows` says, since what is not on
-            # disk would be lost if they were dropped; the next segment tries the disk again.
+            # disk would be lost if they were dropped; the next segment tries the disk again,
+            # and `write_out` writes this one out whole once the disk takes it.
             unwritten = self._iov[1::2]
-            self.append_errors += 1
-            log.error("spool write failed (%s); keeping %d measurements in memory", exc, len(unwritten))
+            whole = _whole_lines(self._iov, exc.written)  # the lines that did reach the file
+            seg.on_disk += whole
+            self.unjournaled -= whole
+            self._failed(exc, seg.path, len(unwritten) - whole)
             with contextlib.suppress(OSError):
                 os.close(seg.fd)
             seg.fd = None
             if seg.rows is None:  # past memory_rows: the rows come back from their lines
-                on_disk = seg.count - len(unwritten)
-                seg.rows = (_read_rows(seg.path, seg.seq)[:on_disk] if on_disk else []) + [
-                    line_row(line) for line in unwritten
-                ]
+                before = seg.on_disk - whole  # written by earlier turns
+                on_disk = _read_rows(seg.path, seg.seq)[:before] if before else []
+                seg.rows = on_disk + [line_row(line) for line in unwritten]
                 self.in_memory += len(seg.rows)
+        else:
+            written = len(self._iov) // 2
+            seg.on_disk += written
+            self.unjournaled -= written
+            self._recovered()
         self._iov = []
+
+    def unjournaled_segments(self) -> list[Segment]:
+        """Segments whose rows a failed write left only in memory, for `write_out`; the
+        current segment, if it is one, is closed first (the next one tries the disk anew)."""
+        cur = self.current
+        if cur is not None and cur.fd is None and cur.count > cur.on_disk:
+            self.rotate()
+        return [seg for seg in self.closed if seg.on_disk < seg.count and seg.rows is not None]
+
+    def write_out(self, seg: Segment) -> OSError | None:
+        """Write `seg` out whole (a new file, fsynced, renamed over the old one); the error if
+        the disk refuses. Only files: safe in a thread while the loop appends (a closed
+        segment's rows no longer change). Account for it with `written_out` on the loop."""
+        assert seg.rows is not None
+        tmp = seg.path.with_name(seg.path.name + TMP_SUFFIX)
+        tag = b"%d\t" % seg.seq
+        lines = [part for row in seg.rows for part in (tag, spool_line(row))]
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _write_all(fd, lines)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, seg.path)
+            _fsync_dir(self.directory)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return exc
+        return None
+
+    def written_out(self, seg: Segment, error: OSError | None) -> None:
+        """Account for a `write_out` of `seg` that ended with `error` (None: it is on disk)."""
+        if error is not None:
+            self._failed(error, seg.path, seg.count - seg.on_disk)
+            return
+        self.unjournaled -= seg.count - seg.on_disk
+        seg.on_disk = seg.count
+        seg.tagged = True
+        if seg in self.closed and seg.rows is not None and self.in_memory > self.memory_rows:
+            self.in_memory -= len(seg.rows)
+            seg.rows = None  # on disk now: read back when its turn comes
+        self._recovered()
+
+    def not_on_disk(self) -> list[Row]:
+        """The rows that only memory holds (after `write`: those whose journal write failed)."""
+        out: list[Row] = []
+        for seg in [*self.closed, *([self.current] if self.current is not None else [])]:
+            if seg.on_disk < seg.count and seg.rows is not None:
+                out += seg.rows[seg.on_disk :]
+        return out
+
+    @property
+    def last_error(self) -> str | None:
+        """The disk's error while journal writes fail, else None."""
+        return str(self._failing) if self._failing is not None else None
+
+    def _failed(self, exc: OSError, path: Path, rows: int) -> None:
+        self.append_errors += 1
+        if self._failing is None:  # said once, until the disk takes a write again
+            log.error(event("journal-write-failed", file=path, rows=rows, reason=exc, held="in memory"))
+        self._failing = exc
+
+    def _recovered(self) -> None:
+        if self._failing is not None:
+            self._failing = None
+            log.warning(
+                event("journal-write-resumed", directory=self.directory, not_on_disk=self.unjournaled)
+            )
 
     def rotate(self) -> None:
         """Close the current segment (if it has rows) so the writer can take it."""
@@ -196,12 +284,21 @@ class Spool:
         synced = False
         for seg in list(self.closed):
             if seg.fd is not None:
-                os.fsync(seg.fd)
+                try:
+                    os.fsync(seg.fd)
+                except OSError as exc:
+                    # The kernel could not write the pages out (ENOSPC, EIO): the rows are not
+                    # safe on disk. Those held in memory are written out again (`rejournal`).
+                    self._failed(exc, seg.path, seg.count)
+                    if seg.rows is not None:
+                        self.unjournaled += seg.on_disk
+                        seg.on_disk = 0
                 os.close(seg.fd)
                 seg.fd = None
                 synced = True
         if synced:
-            _fsync_dir(self.directory)
+            with contextlib.suppress(OSError):
+                _fsync_dir(self.directory)
 
     def unsynced(self) -> bool:
         return any(seg.fd is not None for seg in self.closed)
@@ -277,6 +374,7 @@ class Spool:
     def done(self, seg: Segment) -> None:
         """The segment is in the database: forget it."""
         self.closed.remove(seg)
+        self.unjournaled -= seg.count - seg.on_disk
         if seg.fd is not None:
             os.close(seg.fd)
         self._recycle(seg)
@@ -331,7 +429,8 @@ class Spool:
         except OSError as exc:
             log.error(event("journal-segment-ignored", file=path, reason=exc))
             return None
-        return Segment(int(path.stem), path, contents.candidates, rows=None, tagged=contents.tagged)
+        count = contents.candidates
+        return Segment(int(path.stem), path, count, rows=None, tagged=contents.tagged, on_disk=count)
 
     def _recycle(self, seg: Segment) -> None:
         """A written segment's file becomes a free one, or goes."""
@@ -359,21 +458,47 @@ class Spool:
             else:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
-            self.append_errors += 1
-            log.error("cannot create spool segment %s (%s); keeping measurements in memory", path, exc)
+            self._failed(exc, path, 0)
             fd, rows = None, []
         return Segment(seq, path, rows=rows, fd=fd, opened_at=now, tag=b"%d\t" % seq)
 
 
+class ShortWrite(OSError):
+    """A write that failed after `written` bytes had gone to the file."""
+
+    def __init__(self, error: OSError, written: int) -> None:
+        super().__init__(error.errno, error.strerror)
+        self.written = written
+
+
 def _write_all(fd: int, iov: list[bytes]) -> None:
-    """Write all of `iov`, in as few `writev` calls as the system allows."""
-    for start in range(0, len(iov), IOV_MAX):
-        chunk = iov[start : start + IOV_MAX]
-        written = os.writev(fd, chunk)
-        if written < sum(map(len, chunk)):  # a short write (rare): the rest one write at a time
-            view = memoryview(b"".join(chunk))[written:]
-            while view:
-                view = view[os.write(fd, view) :]
+    """Write all of `iov`, in as few `writev` calls as the system allows. Raises `ShortWrite`
+    (an OSError) saying how many bytes went to the file before the failure."""
+    done = 0
+    try:
+        for start in range(0, len(iov), IOV_MAX):
+            chunk = iov[start : start + IOV_MAX]
+            written = os.writev(fd, chunk)
+            done += written
+            if written < sum(map(len, chunk)):  # a short write (rare): the rest one write at a time
+                view = memoryview(b"".join(chunk))[written:]
+                while view:
+                    n = os.write(fd, view)
+                    done += n
+                    view = view[n:]
+    except OSError as exc:
+        raise ShortWrite(exc, done) from exc
+
+
+def _whole_lines(iov: list[bytes], written: int) -> int:
+    """How many (tag, line) pairs of `iov` the first `written` bytes hold whole."""
+    lines = 0
+    for i in range(0, len(iov) - 1, 2):
+        written -= len(iov[i]) + len(iov[i + 1])
+        if written < 0:
+            break
+        lines += 1
+    return lines
 
 
 def _fsync_dir(directory: Path) -> None:
