@@ -22,6 +22,7 @@ from probe.episodes.monitor import Monitor
 from probe.metrics import Metrics, serve_metrics
 from probe.metrics.blackouts import BlackoutCollector
 from probe.metrics.control import ControlFailureCollector
+from probe.metrics.journal import JournalCollector
 from probe.model import Result
 from probe.redaction import redact_url
 from probe.store import Store, blackouts
@@ -80,6 +81,7 @@ class Daemon:
             metrics.set_pairs(pairs_of(config))
             metrics.set_spool_source(lambda: store.spooled)
             metrics.set_write_errors_source(lambda: store.write_errors)
+            metrics.registry.register(JournalCollector(store))
             server = await serve_metrics(metrics, *config.metrics.host_port)
 
             def record(results: list[Result]) -> None:
@@ -140,7 +142,7 @@ class Daemon:
             if server is not None:
                 await server.close()
             log.info("event=stopped cancelled_runs=%d spooled=%d", cancelled, store.spooled)
-        return 0
+        return 1 if store.lost else 0  # measurements lost (named in an error line by the store)
 
     async def _serve(self, scheduler: Scheduler, store: Store, metrics: Metrics) -> None:
         while not self.stop.is_set():
