@@ -35,7 +35,7 @@ class Prober:
         self, config: Config, clock: Clock = SYSTEM_CLOCK, measure_fn: Measure | None = None
     ) -> None:
         self.clock = clock
-        self._gate = asyncio.Semaphore(config.max_concurrency)
+        self.max_concurrency = 0
         self._recent: dict[tuple[str, str], _Fresh] = {}
         self._measure_fn = measure_fn
         self.swap(config)
@@ -43,6 +43,10 @@ class Prober:
     def swap(self, config: Config) -> None:
         """Use a new config from the next run on (in-flight runs finish with the old one)."""
         self.config = config
+        if config.max_concurrency != self.max_concurrency:
+            # Runs in flight keep the old gate; new ones queue at the new limit.
+            self._gate = asyncio.Semaphore(config.max_concurrency)
+            self.max_concurrency = config.max_concurrency
         self._networks: dict[str, VantageNetwork] = {
             v.name: vantage_network(v, config) for v in config.vantages
         }
