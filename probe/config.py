@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -313,6 +314,52 @@ class Config(_Model):
 
     def target(self, name: str) -> Target:
         return next(t for t in self.targets if t.name == name)
+
+
+RESTART_ONLY: frozenset[str] = frozenset({"database", "data_dir"})
+"""Top-level keys that SIGHUP does not change: the journal's directory and the database are
+opened once, locked and migrated at start. A reload that changes one logs
+``event=reload-key-refused key=NAME`` and keeps the running value; restart to change it.
+Every other key takes effect on SIGHUP (docs/configuration.md has the table)."""
+RELOADABLE: frozenset[str] = frozenset(
+    {
+        "tls",
+        "probe",
+        "interval",
+        "confirm_interval",
+        "confirm_count",
+        "max_concurrency",
+        "grace_period",
+        "retention_days",
+        "metrics",
+        "vantages",
+        "targets",
+    }
+)
+
+
+@dataclass
+class Reload:
+    """What a reload does: the config to run (`refused` keys kept at their running values) and
+    the top-level keys that changed and take effect (`applied`)."""
+
+    config: Config
+    applied: list[str]
+    refused: list[str]
+
+
+def reload_changes(running: Config, new: Config) -> Reload:
+    """Compare the running config with a newly loaded one, key by key.
+
+    >>> base = parse_config({"vantages": [{"name": "v"}], "targets": [{"name": "t", "url": "https://x/"}]})
+    >>> r = reload_changes(base, base.model_copy(update={"interval": 60.0, "database": "sqlite:///o.db"}))
+    >>> r.applied, r.refused, r.config.database is None, r.config.interval
+    (['interval'], ['database'], True, 60.0)
+    """
+    changed = [key for key in type(new).model_fields if getattr(running, key) != getattr(new, key)]
+    refused = [key for key in changed if key in RESTART_ONLY]
+    kept = new.model_copy(update={key: getattr(running, key) for key in refused}) if refused else new
+    return Reload(kept, [key for key in changed if key not in RESTART_ONLY], refused)
 
 
 Resolver = tuple[Literal["system"], None, None] | tuple[Literal["udp", "doh"], str, int]

@@ -54,7 +54,7 @@ class Prober:
     ) -> None:
         self.clock = clock
         self._on_local_failure = on_local_failure
-        self._gate = asyncio.Semaphore(config.max_concurrency)
+        self.max_concurrency = 0
         self._recent: dict[tuple[str, str], _Fresh] = {}
         self._measure_fn = measure_fn
         self.control_failures = control_failures if control_failures is not None else ControlFailures()
@@ -69,6 +69,10 @@ class Prober:
             self.helpers.close_later(self.config.probe.timeouts.helper + 1.0)
         self.helpers = HelperPool(config, self.control_failures)
         self.config = config
+        if config.max_concurrency != self.max_concurrency:
+            # Runs in flight keep the old gate; new ones queue at the new limit.
+            self._gate = asyncio.Semaphore(config.max_concurrency)
+            self.max_concurrency = config.max_concurrency
         self._networks: dict[str, VantageNetwork] = {
             v.name: vantage_network(v, config) for v in config.vantages
         }

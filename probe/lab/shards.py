@@ -86,7 +86,7 @@ async def _guarded(
 
 
 def _worker(index: int, scenario: Scenario, sim: Simulation, url: str, state_dir: Path, out: Any) -> None:
-    from probe.commands.common import run_async
+    from probe.runner import run_async
 
     last = 0.0
 
@@ -117,7 +117,7 @@ def run(
 
     Raises `RuntimeError` naming the first worker that failed.
     """
-    from probe.commands.common import run_async
+    from probe.runner import run_async
     from probe.store import upgrade
 
     start = (sim.start or natural_start(scenario)).astimezone(dt.UTC)

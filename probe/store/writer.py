@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,13 +66,21 @@ class Store:
     """The journal and its writer; create with `await Store.open(...)`."""
 
     def __init__(
-        self, engine: AsyncEngine, spool: Spool, *, flush_interval: float, upgrade_url: str | None = None
+        self,
+        engine: AsyncEngine,
+        spool: Spool,
+        *,
+        flush_interval: float,
+        upgrade_url: str | None = None,
+        schema: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._engine = engine
         self._inserter = bulk.inserter(engine)
         self._spool = spool
         self._flush_interval = flush_interval
-        self._upgrade_url = upgrade_url  # set while migrations are still to run
+        if schema is None and upgrade_url is not None:
+            schema = functools.partial(asyncio.to_thread, _upgrade, upgrade_url)
+        self._schema = schema  # set while migrations are still to run: awaited before a write
         self._zones: dict[str, ZoneInfo] = {}  # vantage -> its zone, from sync_inventory
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
@@ -92,6 +102,7 @@ class Store:
         flush_interval: float = 0.5,
         migrate: bool = True,
         memory_rows: int = 20_000,
+        schema: Callable[[], Awaitable[None]] | None = None,
     ) -> Store:
         """Open the spool in `spool_dir` and start writing to the database at `url`.
 
@@ -99,13 +110,17 @@ class Store:
         seconds. `migrate` brings the schema to head first; if the database is unreachable
         then, the store opens anyway, and migrates and writes once it is back.
         At most `memory_rows` rows are held in memory; the rest wait on disk.
+        `schema`: the caller migrates (the daemon does, under its supervisor, so that a
+        database that never answers cannot hold up start-up); awaited before each write until
+        it returns, it raises (`StoreError`) while the schema is not ready, and nothing is
+        migrated here.
         Raises `SpoolLocked` if another process uses `spool_dir`, `StoreError` for a bad URL.
         """
         if batch_size < 1 or flush_interval <= 0:
             raise ValueError("batch_size must be >= 1 and flush_interval > 0")
         engine = create_engine(url)
         upgrade_url = None
-        if migrate:
+        if migrate and schema is None:
             try:
                 await asyncio.to_thread(_upgrade, url)
             except StoreError as exc:
@@ -118,7 +133,7 @@ class Store:
         )
         if spool.pending:
             log.info("replaying %d measurements left in the spool %s", spool.pending, spool_dir)
-        return cls(engine, spool, flush_interval=flush_interval, upgrade_url=upgrade_url)
+        return cls(engine, spool, flush_interval=flush_interval, upgrade_url=upgrade_url, schema=schema)
 
     # -- the daemon's side -------------------------------------------------------------------
 
@@ -209,10 +224,15 @@ class Store:
 
         Raises `StoreError` if the database cannot be reached.
         """
-        self._zones = {v.name: ZoneInfo(v.timezone) for v in config.vantages}
+        self.set_zones(config)
         now = datetime.now(UTC)
         async with self._errors("inventory"), self._engine.begin() as conn:
             await queries.upsert_inventory(conn, config, now)
+
+    def set_zones(self, config: Config) -> None:
+        """Take the vantages' zones (each row's local day and hour) from `config`; at once, where
+        `sync_inventory` may have to wait for the database."""
+        self._zones = {v.name: ZoneInfo(v.timezone) for v in config.vantages}
 
     async def apply_retention(self, older_than: datetime) -> int:
         """Delete measurements started before `older_than`; returns how many.
@@ -308,10 +328,10 @@ class Store:
         """Write `segments` in one transaction. False if the database could not take them."""
         rows: list[Row] = []
         try:
-            if self._upgrade_url is not None:
-                await asyncio.to_thread(_upgrade, self._upgrade_url)
+            if self._schema is not None:
+                await self._schema()
                 log.info("database migrated; writing %d spooled measurements", self._spool.pending)
-                self._upgrade_url = None
+                self._schema = None
             for seg in segments:
                 rows += seg.rows if seg.rows is not None else await asyncio.to_thread(self._spool.rows, seg)
             if rows:
