@@ -71,11 +71,15 @@ class TcpObservation:
 
 @dataclass(frozen=True)
 class Certificate:
+    """One certificate of a peer's chain. `der` is the certificate itself (base64 DER, as OONI's
+    peer_certificates carry it), kept where it is evidence: a chain that did not validate."""
+
     subject: str
     issuer: str
     sha256: str
     not_before: str | None = None
     not_after: str | None = None
+    der: str | None = None
 
 
 @dataclass(frozen=True)

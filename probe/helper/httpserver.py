@@ -3,7 +3,8 @@
 h11 parses (and refuses) what clients send, so request smuggling and malformed heads end in a
 400 from one well-tested parser. Around it, the limits a public service needs:
 
-- at most `max_connections` open connections (more are answered 503 and closed at once);
+- at most `max_connections` open connections, `max_per_client` from one address (more are
+  answered 503 and closed at once);
 - a whole request head within `header_timeout` (not per read: a slowloris client trickling a
   byte at a time is cut off all the same), 408 otherwise; an idle keep-alive connection is
   closed after the same time;
@@ -84,6 +85,8 @@ class Handler(Protocol):
 @dataclass(frozen=True)
 class Limits:
     max_connections: int = 512
+    max_per_client: int = 32
+    """Open connections from one address: one client cannot hold every slot open."""
     max_body: int = 64 * 1024
     header_timeout: float = 10.0
     body_timeout: float = 10.0
@@ -105,6 +108,7 @@ class HttpServer:
         self._tls = tls
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[object]] = set()
+        self._per_client: dict[str, int] = {}
         self.host = ""
         self.port = 0
 
@@ -138,13 +142,19 @@ class HttpServer:
         peer = writer.get_extra_info("peername")
         client = str(peer[0]) if peer else "?"
         task = asyncio.current_task()
-        if len(self._tasks) >= self._limits.max_connections or task is None:
+        mine = self._per_client.get(client, 0)
+        if (
+            len(self._tasks) >= self._limits.max_connections
+            or mine >= self._limits.max_per_client
+            or task is None
+        ):
             self._handler.on_refused(client, 503, "too_many_connections")
             with contextlib.suppress(Exception):
                 writer.write(_simple(503, b"too many connections\n"))
                 writer.close()
             return
         self._tasks.add(task)
+        self._per_client[client] = mine + 1
         try:
             await self._serve(reader, writer, client)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
@@ -155,6 +165,9 @@ class HttpServer:
             pass
         finally:
             self._tasks.discard(task)
+            left = self._per_client.pop(client, 1) - 1
+            if left > 0:
+                self._per_client[client] = left
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)

@@ -269,6 +269,7 @@ async def serve_helper(settings: HelperFile) -> RunningHelper:
     service = HelperService(settings)
     limits = Limits(
         max_connections=cfg.max_connections,
+        max_per_client=cfg.max_connections_per_client,
         max_body=cfg.max_request_bytes,
         header_timeout=cfg.header_timeout,
         body_timeout=cfg.body_timeout,

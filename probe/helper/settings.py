@@ -68,6 +68,8 @@ class HelperSettings(BaseModel):
     """Measurements in flight at once; beyond that a request is answered 503."""
     max_connections: Annotated[int, Field(ge=1, le=65536)] = 512
     """Open client connections at once; beyond that new ones are closed at once."""
+    max_connections_per_client: Annotated[int, Field(ge=1, le=65536)] = 32
+    """Open connections from one client address at once (slowloris from one machine)."""
     max_request_bytes: Annotated[int, Field(ge=256, le=16 * 1024 * 1024)] = 64 * 1024
     """A THRequest is a few hundred bytes; a larger body is answered 413."""
     max_addresses: Annotated[int, Field(ge=0, le=64)] = 16

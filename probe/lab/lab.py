@@ -251,6 +251,11 @@ class Lab:
                 "resolver": f"{host}:{port}",
                 "control": v.control,
                 "labels": {"lab": self.scenario.name},
+                **{
+                    key: value
+                    for key in ("probe_cc", "probe_asn", "probe_network_name")
+                    if (value := getattr(v, key)) is not None
+                },
             }
             for v in self.scenario.vantages
             if not v.helper

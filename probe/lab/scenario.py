@@ -103,6 +103,10 @@ class VantageSpec(_Model):
     vantage, only `helpers:` pointing at it)."""
     helper_port: Port = 8780
     """The helper's port on `address` (0 picks a free one)."""
+    probe_cc: str | None = None
+    probe_asn: str | None = None
+    probe_network_name: str | None = None
+    """OONI's identity of the network the vantage stands for (probe/config.py validates them)."""
 
     @field_validator("address")
     @classmethod

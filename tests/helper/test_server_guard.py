@@ -16,7 +16,7 @@ import httpx
 import pytest
 import trustme
 
-from probe.helper.protocol import THRequest, dumps
+from probe.helper.protocol import FLAG_BOGON, FLAG_RESOLVED_BY_TH, THRequest, dumps, parse_response
 from probe.helper.server import RunningHelper
 from tests.helper.conftest import helper, post
 
@@ -226,6 +226,37 @@ async def test_connections_over_the_cap_are_turned_away() -> None:
         answer = await asyncio.wait_for(third.read(), 5)
         assert answer.startswith(b"HTTP/1.1 503 ")
         assert count(running, "too_many_connections") == 1
+
+
+async def test_one_client_cannot_hold_every_connection() -> None:
+    async with (
+        helper(max_connections=10, max_connections_per_client=2, header_timeout=5) as running,
+        raw(running),
+        raw(running),
+        raw(running) as (third, _),
+    ):
+        answer = await asyncio.wait_for(third.read(), 5)
+        assert answer.startswith(b"HTTP/1.1 503 ")
+        assert count(running, "too_many_connections") == 1
+
+
+async def test_a_numeric_host_that_resolves_to_loopback_is_never_connected_to() -> None:
+    # 2130706433 is 127.0.0.1 written as a number: not an IP to the URL check, but the system
+    # resolver turns it into 127.0.0.1, which the guard refuses before connecting.
+    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        async with helper() as running:
+            resp = await post(running, dumps(THRequest(f"http://2130706433:{port}/")))
+    finally:
+        listener.close()
+        await listener.wait_closed()
+    assert resp.status_code == 200
+    answer = parse_response(resp.content)
+    assert answer.dns.addrs == ("127.0.0.1",)
+    assert answer.tcp_connect == {}
+    assert answer.http_request.failure == "dns_lookup_error"
+    assert answer.ip_info["127.0.0.1"].flags == FLAG_RESOLVED_BY_TH | FLAG_BOGON
 
 
 async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
