@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -102,8 +103,16 @@ class _Refuse(Exception):
 class HttpServer:
     """Serves `handler` on host:port until `close()`; `port` is the bound one."""
 
-    def __init__(self, handler: Handler, limits: Limits, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        limits: Limits,
+        tls: ssl.SSLContext | None = None,
+        client_key: Callable[[str], str] = str,
+    ) -> None:
+        """`client_key` maps a peer address to whom `max_per_client` counts (e.g. an IPv6 /64)."""
         self._handler = handler
+        self._client_key = client_key
         self._limits = limits
         self._tls = tls
         self._server: asyncio.Server | None = None
@@ -142,7 +151,8 @@ class HttpServer:
         peer = writer.get_extra_info("peername")
         client = str(peer[0]) if peer else "?"
         task = asyncio.current_task()
-        mine = self._per_client.get(client, 0)
+        key = self._client_key(client)
+        mine = self._per_client.get(key, 0)
         if (
             len(self._tasks) >= self._limits.max_connections
             or mine >= self._limits.max_per_client
@@ -154,7 +164,7 @@ class HttpServer:
                 writer.close()
             return
         self._tasks.add(task)
-        self._per_client[client] = mine + 1
+        self._per_client[key] = mine + 1
         try:
             await self._serve(reader, writer, client)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
@@ -165,9 +175,9 @@ class HttpServer:
             pass
         finally:
             self._tasks.discard(task)
-            left = self._per_client.pop(client, 1) - 1
+            left = self._per_client.pop(key, 1) - 1
             if left > 0:
-                self._per_client[client] = left
+                self._per_client[key] = left
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)

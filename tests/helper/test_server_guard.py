@@ -321,3 +321,25 @@ async def test_the_metrics_endpoint_counts_outcomes() -> None:
     assert 'curfew_helper_requests_total{outcome="ok"} 0.0' in text
     assert "curfew_helper_request_duration_seconds_bucket" in text
     assert "curfew_helper_requests_in_flight 0.0" in text
+
+
+def test_an_ipv6_client_is_its_64_for_the_limits() -> None:
+    from probe.helper.guard import RateLimiter, client_key
+
+    limiter = RateLimiter(rate=1.0, burst=1)
+    first = client_key("2001:db8:1:2::1")
+    assert limiter.allow(first, 0.0) == (True, False)
+    # Another address in the same /64 shares the bucket; one in another /64 does not.
+    assert limiter.allow(client_key("2001:db8:1:2:ffff::9"), 0.1) == (False, True)
+    assert limiter.allow(client_key("2001:db8:1:3::1"), 0.1) == (True, False)
+
+
+def test_the_rate_limiter_refills_and_keeps_a_bounded_table() -> None:
+    from probe.helper.guard import RateLimiter
+
+    limiter = RateLimiter(rate=2.0, burst=2, max_clients=100)
+    assert [limiter.allow("a", 0.0)[0] for _ in range(3)] == [True, True, False]
+    assert limiter.allow("a", 0.5) == (True, False)  # half a second at 2/s: one token back
+    for i in range(1000):
+        limiter.allow(f"client-{i}", 1.0 + i)
+    assert len(limiter) <= 100
