@@ -12,8 +12,8 @@ rate limit) and this client.
    latency percentiles, and the helper's CPU per answer (utime+stime from /proc/PID/stat).
 2. Latency a helper adds: K rounds, one at a time, of (a) the probe alone (``engine.measure``
    of the site from the lab's censored vantage), (b) the helper asked alone, (c) both at
-   once, as the daemon does when it asks the helper in parallel with the probe. "Added" is
-   the median of (c) minus the median of (a); asking after the probe would add (b).
+   once. The daemon asks right after the probe (docs/configuration.md, `helpers[]`), which
+   adds (b); asking in parallel would add the median of (c) minus the median of (a).
 
 The helper's answer measures the same site the probe does (DNS, TCP, TLS, GET): the work per
 request is a probe's, plus parsing and JSON.
@@ -286,8 +286,8 @@ async def main_async(args: argparse.Namespace) -> None:
             lat = await added_latency(helper_url, body, config, args.samples)
             print(
                 f"latency, median of {args.samples} (ms): probe alone {lat['probe']:.2f}, helper asked alone "
-                f"{lat['helper']:.2f}, both at once {lat['both']:.2f} -> a helper asked in parallel adds "
-                f"{lat['added']:.2f} ms; asked after the probe it adds {lat['helper']:.2f} ms"
+                f"{lat['helper']:.2f}, both at once {lat['both']:.2f} -> asked after the probe (as the "
+                f"daemon does) a helper adds {lat['helper']:.2f} ms; asked in parallel {lat['added']:.2f} ms"
             )
             for concurrency in args.concurrency:
                 before = await served(metrics_port)
