@@ -275,7 +275,12 @@ async def main_async(args: argparse.Namespace) -> None:
         state = Path(tmp)
         lab, config = start_lab(state)
         helper_port, metrics_port = free_port(), free_port()
-        helper = start_helper(state, config, helper_port, metrics_port)
+        try:
+            helper = start_helper(state, config, helper_port, metrics_port)
+        except BaseException:
+            lab.kill()
+            lab.wait()
+            raise
         try:
             helper_url = f"http://127.0.0.1:{helper_port}/"
             _, body = the_request(config)
