@@ -13,7 +13,7 @@ from typing import Final
 
 from probe import failures as F
 from probe.analysis.helper_answer import helper_control
-from probe.helper.client import HelperAnswer
+from probe.helper.answer import HelperAnswer
 from probe.helper.control import join_endpoint, th_response, url_port
 from probe.model import ControlRecord, Measurement
 
@@ -26,7 +26,7 @@ _FAILURES: Final[dict[str, str]] = {
 def control_failure(answer: HelperAnswer) -> str | None:
     """OONI's `control_failure` for a helper exchange that gave no answer (None if it did).
 
-    >>> from probe.helper.client import Attempt
+    >>> from probe.helper.answer import Attempt
     >>> control_failure(HelperAnswer(None, None, (Attempt("th", "timeout", "15 s"),)))
     'generic_timeout_error'
     >>> control_failure(HelperAnswer(None, None, (Attempt("th", "unreachable", "refused"),)))

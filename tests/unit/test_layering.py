@@ -112,6 +112,8 @@ SOCKETS_ALSO_IN = {
     "probe.metrics.server": "the Prometheus endpoint listens",
     "probe.daemon.sdnotify": "one AF_UNIX datagram to systemd's notify socket",
     "probe.vantage": "makes the vantage's TCP socket, bound to its source address, that layers/tcp connects",
+    "probe.helper.client": "asks test helpers (an HTTP API, like DoH in layers/dns) with httpx",
+    "probe.helper.httpserver": "`curfew helper` listens for probes' requests",
 }
 
 PRODUCT_MAY_IMPORT_LAB = {"probe.commands.lab": "the `curfew lab` command, lazily, inside its handlers"}
