@@ -92,7 +92,10 @@ def control_record(imported: Imported) -> ControlRecord:
 def judge(imported: Imported, fingerprints: Fingerprints | None = None) -> Analysis:
     """The verdict on one imported measurement (pure)."""
     m = imported.measurement
-    controls = (reachability(imported),) if imported.control is not None else ()
+    if imported.curfew_controls is not None:
+        controls = imported.curfew_controls  # curfew's own control targets, exported with it
+    else:
+        controls = (reachability(imported),) if imported.control is not None else ()
     analysis = analyze(m, controls=controls, control_vantage=imported.control, fingerprints=fingerprints)
     if analysis.verdict == "http_blocked" and analysis.fingerprint is None and analysis.failure is None:
         marker = server_side(m.http)
