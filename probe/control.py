@@ -8,14 +8,16 @@ was none. Pure: nothing here opens a socket.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Final
+from urllib.parse import urlsplit
 
 from probe import failures as F
 from probe.helper.client import HelperAnswer
 from probe.helper.control import control_measurement, join_endpoint, th_response, url_port
 from probe.helper.protocol import THResponse
-from probe.model import ControlRecord, Measurement
+from probe.model import ControlRecord, Measurement, TlsObservation
 
 _FAILURES: Final[dict[str, str]] = {
     "timeout": F.GENERIC_TIMEOUT,
@@ -83,13 +85,27 @@ def helper_control(record: ControlRecord, m: Measurement) -> Measurement | None:
     """The control `Measurement` a helper's stored answer stands for (None without one)."""
     if record.response is None:
         return None
-    return control_measurement(
-        THResponse.from_json(record.response),
-        m.url,
-        vantage=record.source or "helper",
-        target=m.target,
-        started_at=m.started_at,
+    response = THResponse.from_json(record.response)
+    control = control_measurement(
+        response, m.url, vantage=record.source or "helper", target=m.target, started_at=m.started_at
     )
+    return with_valid_addresses(control, response.valid_addresses())
+
+
+def with_valid_addresses(control: Measurement, valid: Iterable[str]) -> Measurement:
+    """`control` with a validated TLS handshake for each address the helper's `ip_info` says
+    is valid for the domain (flag 8) and its handshakes do not already show.
+
+    For an http:// URL the helper vouches for addresses with a handshake on 443 that is not
+    part of the fetch (see `probe.helper.control.control_measurement`); this is how that
+    reaches the DNS consistency check, which judges addresses by validated handshakes.
+    """
+    shown = {obs.address for obs in control.tls if obs.failure is None and obs.valid is True}
+    host = control.dns.query if control.dns is not None else (urlsplit(control.url).hostname or "")
+    extra = tuple(
+        TlsObservation(address, 443, host, 0.0, 0.0, valid=True) for address in sorted(set(valid) - shown)
+    )
+    return replace(control, tls=control.tls + extra) if extra else control
 
 
 def no_control(controls: Sequence[Measurement] = ()) -> ControlRecord:

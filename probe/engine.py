@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from urllib.parse import urlsplit
 
@@ -176,12 +176,15 @@ async def measure(
     settings: ProbeSettings,
     clock: Clock = SYSTEM_CLOCK,
     extra_addresses: Sequence[str] = (),
+    allow_address: Callable[[str], bool] | None = None,
 ) -> Measurement:
     """Probe `target` from the vantage behind `net`; never raises on a network failure.
 
     `extra_addresses`: IPs resolved elsewhere (a probe asking a helper, another vantage) that
     are connected and handshaken to as well as the ones resolved here, deduplicated and at
     most MAX_EXTRA_ADDRESSES of them; the HTTP fetch prefers the addresses resolved here.
+    `allow_address`: when given, only addresses it accepts are connected to (the helper refuses
+    private ones); checked on the addresses as resolved, so a rebinding name cannot slip by.
     """
     started_at = clock.now()
     budget = _Budget(clock, settings.timeouts.total)
@@ -193,6 +196,8 @@ async def measure(
     addresses = _addresses(host, dns_obs, net, settings.max_addresses)
     if extra_addresses:
         addresses = _union(addresses, extra_addresses)
+    if allow_address is not None:
+        addresses = [a for a in addresses if allow_address(a)]
     try:
         if len(addresses) == 1:  # the common case: no task to wrap one coroutine
             conns = [await _connect(addresses[0], port, scheme, host, net, settings, budget)]

@@ -4,6 +4,8 @@
 reads no clock. The decision order and the false-positive guards are described in
 docs/verdicts.md; in short:
 
+0. a measurement that failed on the probe's own machine (`local_failure: ...`) is never judged
+   blocked or down (inconclusive), and such controls are left out;
 1. vantage_down: the target and every control target fail, and the resolver fails too;
 2. target_down: the control vantage fails the same way;
 3. dns_blocked by inconsistent answers (these explain any later failure);
@@ -27,6 +29,7 @@ from probe import failures as F
 from probe.analysis.dnscheck import DnsCheck, check_dns
 from probe.analysis.fingerprints import Fingerprints, default_fingerprints
 from probe.analysis.httpdiff import compare_http, redirect_host
+from probe.analysis.local import local_failure
 from probe.model import Analysis, Measurement, Operation
 
 THROTTLING_FACTOR: Final = 10.0
@@ -147,6 +150,19 @@ def analyze(
     `baseline_bps`: the target's usual throughput at this vantage, if known.
     """
     fps = fingerprints if fingerprints is not None else default_fingerprints()
+    # 0. The probe's own machine failed (no descriptor, no memory): nothing was measured, and a
+    #    control that failed so vouches for nothing (docs/verdicts.md, "The daemon's own failures").
+    own = local_failure(m)
+    if own is not None:
+        return Analysis(
+            "inconclusive",
+            own[0],
+            own[1],
+            f"the probe's own machine failed at {own[0]} ({own[1]}): not a measurement of the network",
+        )
+    controls = [c for c in controls if local_failure(c) is None]
+    if control_vantage is not None and local_failure(control_vantage) is not None:
+        control_vantage = None
     dns = check_dns(m, control_vantage, controls, fps)
     op, failure = connectivity_failure(m)
 
@@ -274,19 +290,20 @@ def _tls_mitm(
     """Interception: a handshake that completes with a chain that does not validate."""
     if op != "tls_handshake" or not any(obs.failure is None for obs in m.tls):
         return None
-    issuer = m.tls_issuer or "an unknown issuer"
+    rogue = m.tls_issuer or "an unknown issuer"
     if control_vantage is not None and control_vantage.tls:
         control_valid = any(obs.failure is None and obs.valid is True for obs in control_vantage.tls)
         if not control_valid:
             return None  # the control vantage did not see a valid chain either: not proven
-        evidence = f"the control vantage got a valid chain from {control_vantage.tls_issuer}"
+        issuer = control_vantage.tls_issuer  # a helper's answer says valid, not who issued it
+        evidence = "the control got a valid chain" + (f" from {issuer}" if issuer else "")
     else:
         evidence = "no control vantage chain to compare"
     return Analysis(
         "tls_mitm",
         "tls_handshake",
         failure,
-        f"the TLS chain for {m.target} does not validate ({failure}); issuer {issuer!r}; {evidence}",
+        f"the TLS chain for {m.target} does not validate ({failure}); issuer {rogue!r}; {evidence}",
         blocking="tls",
         accessible=False,
         dns_consistency=dns.consistency,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ from probe.analysis.verdict import analyze
 from probe.control import endpoints, from_helper, from_vantage, no_control
 from probe.helper.client import Attempt, HelperAnswer
 from probe.helper.control import th_response
+from probe.helper.protocol import FLAG_RESOLVED_BY_PROBE, FLAG_VALID_FOR_DOMAIN, THIpInfo
 from probe.model import Measurement, Result
 from probe.store.mapping import result_row
 
@@ -90,3 +92,21 @@ def test_a_row_from_before_controls_were_kept_is_judged_without_them() -> None:
     obs = stored(Result(m, analyze(m)))
     assert "x_control" not in obs
     assert rejudge(obs, {}).verdict == "ok"
+
+
+def test_ip_info_vouches_for_a_plain_http_address_the_helper_validated_over_tls() -> None:
+    # http:// target, geo-DNS: the vantage's address is SYN-dropped. The helper's handshake on
+    # 443 with the name validated it (ip_info flag 8): TCP blocking, not lying DNS.
+    news = {"url": "http://news.example/", "host": "news.example"}
+    m = measurement(**news, answers=("31.13.72.36",), tcp_failure="generic_timeout_error")  # type: ignore[arg-type]
+    helper_view = at_control_vantage(**news, answers=("157.240.0.35",))  # type: ignore[arg-type]
+    response = th_response(helper_view, endpoints(m))
+    flagged = dict(response.ip_info) | {
+        "31.13.72.36": THIpInfo(0, FLAG_RESOLVED_BY_PROBE | FLAG_VALID_FOR_DOMAIN)
+    }
+    answer = HelperAnswer(replace(response, ip_info=flagged), HELPER)
+    reference, _ = from_helper(answer, m)
+    assert analyze(m, controls=[control()], control_vantage=reference).verdict == "tcp_blocked"
+    # Without the flag the disjoint answers are all there is: DNS.
+    reference, _ = from_helper(HelperAnswer(response, HELPER), m)
+    assert analyze(m, controls=[control()], control_vantage=reference).verdict == "dns_blocked"
