@@ -243,3 +243,39 @@ def test_report_and_analyze_rebuild_work_over_imported_data(
     start, end = episodes[0]
     assert "2019-07-01 18:30" <= start <= "2019-07-01 20:00"
     assert "2019-07-01 22:30" <= end <= "2019-07-02 00:00"
+
+
+async def test_the_ready_sql_queries_work_over_imported_data_imported_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """docs/sql.md's ready queries, unchanged, over an import (SQLite, and PostgreSQL when set)."""
+    from sqlalchemy import text
+
+    from probe.ooni.importer import Options, import_files
+    from probe.ooni.parse import Naming
+    from probe.store.engine import create_engine
+    from tests.store.test_sql_docs import QUERIES
+
+    # The queries name 9 June 2019 (the election day) as their example day.
+    items = [measurement("ok", start="2019-06-09 05:00:00"), measurement("tcp", start="2019-06-09 05:30:00")]
+    path = _jsonl(tmp_path / "wc.jsonl", items)
+    summary = await import_files(
+        database_url, [str(path)], Options(Naming(targets=[("facebook", "facebook.com")])), report=print
+    )
+    assert summary.new == 2
+    again = await import_files(
+        database_url, [str(path)], Options(Naming(targets=[("facebook", "facebook.com")])), report=print
+    )
+    assert (again.imported, again.new) == (2, 0)  # idempotent on this backend too
+    engine = create_engine(database_url)
+    async with engine.connect() as conn:
+        latest, per_day, failures, hours = [
+            [tuple(r) for r in (await conn.execute(text(q))).all()] for q in QUERIES[:4]
+        ]
+    await engine.dispose()
+    assert [(v, t, verdict) for v, t, verdict, *_ in latest] == [("KZ-AS9198", "facebook", "tcp_blocked")]
+    assert [(op, f, v, int(n)) for op, f, v, n in failures] == [
+        ("tcp_connect", "generic_timeout_error", "tcp_blocked", 1)
+    ]
+    assert [(t, h, int(n), float(s)) for t, h, n, s in hours] == [("facebook", "05", 2, 0.5)]
+    assert per_day and per_day[0][0] == "2019-06-09"
