@@ -407,3 +407,17 @@ def test_round_trip_of_verdicts_that_rest_on_control_targets(tmp_path: Path) -> 
     with sqlite3.connect(again.removeprefix("sqlite:///")) as conn:
         got = dict(conn.execute("SELECT target, verdict FROM measurements").fetchall())
     assert got == {"www.facebook.com": "throttled", "www.youtube.example": "vantage_down"}
+
+
+def test_the_shipped_kazakhstan_scenario_carries_its_networks() -> None:
+    from importlib import resources
+
+    from probe.config import Vantage
+    from probe.export.ooni import network
+    from probe.lab.scenario import load_scenario
+
+    path = resources.files("probe").joinpath("lab/scenarios/kazakhstan-2019.yaml")
+    for v in load_scenario(str(path)).vantages:
+        checked = Vantage(name=v.name, probe_cc=v.probe_cc, probe_asn=v.probe_asn)  # the config's validation
+        assert network({"probe_cc": checked.probe_cc or "", "probe_asn": checked.probe_asn or ""}) is not None
+        assert v.probe_network_name

@@ -279,3 +279,25 @@ async def test_the_ready_sql_queries_work_over_imported_data_imported_once(
     ]
     assert [(t, h, int(n), float(s)) for t, h, n, s in hours] == [("facebook", "05", 2, 0.5)]
     assert per_day and per_day[0][0] == "2019-06-09"
+
+
+def test_progress_bar_on_a_terminal_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    line = json.dumps(measurement("ok"))
+    uid = measurement("ok")["measurement_uid"]
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(line.replace(uid, f"{uid}{i}") + "\n" for i in range(600)))
+    assert main(["import", "--ooni", str(path), "--db", _db(tmp_path)]) == 0
+    assert "\r" not in capsys.readouterr().err  # not a terminal: no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert main(["import", "--ooni", str(path), "--db", f"sqlite:///{tmp_path / 'tty.db'}"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" in err and "measurements read" in err and "%" in err
+    assert (
+        err.rstrip()
+        .splitlines()[-1]
+        .endswith("curfew import: 600 measurements imported (600 new, 0 already stored); verdicts: ok 600")
+    )  # bar cleared
