@@ -126,6 +126,35 @@ def derived_uid(ooni: Mapping[str, Any], started_at: datetime, url: str) -> str:
     return f"{ms:012x}" + hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
 
 
+# What a failed first request to an https URL says about its handshake when the probe recorded
+# none (measurement-kit's probes, before 2020): the handshake is the first thing said on the
+# connection, so a reset, an EOF, silence or a TLS error there is the handshake's.
+_HANDSHAKE_FAILURES: Final = (
+    F.CONNECTION_RESET,
+    F.EOF_ERROR,
+    F.GENERIC_TIMEOUT,
+    F.SSL_FAILED_HANDSHAKE,
+    *VALIDATION_FAILURES,
+)
+
+
+def _handshake_from_request(
+    http: HttpObservation, host: str, tcp: tuple[TcpObservation, ...]
+) -> tuple[tuple[TlsObservation, ...], HttpObservation | None]:
+    connected = [o for o in tcp if o.failure is None]
+    if http.failure not in _HANDSHAKE_FAILURES or not connected:
+        return (), http
+    port = connected[0].port
+    if http.failure in VALIDATION_FAILURES:
+        # It completed with a chain that did not validate (the chain itself was not recorded).
+        obs = TlsObservation(
+            connected[0].address, port, host, http.t0, http.t, valid=False, validation_failure=http.failure
+        )
+    else:
+        obs = TlsObservation(connected[0].address, port, host, http.t0, http.t, failure=http.failure)
+    return (obs,), None
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -436,6 +465,8 @@ def parse(ooni: Mapping[str, Any], naming: Naming | None = None) -> Imported:
     http, chain, failed_hop = _http(
         listed("requests"), url, fields.failure(test_keys.get("http_experiment_failure")), addresses
     )
+    if not tls and urlsplit(url).scheme == "https" and failed_hop == 0 and http is not None:
+        tls, http = _handshake_from_request(http, host, tcp)
     measurement = Measurement(
         vantage=naming.vantage(cc, asn),
         target=target,

@@ -182,3 +182,25 @@ def test_another_test_is_not_web_connectivity() -> None:
 def test_unusable_measurements_say_why(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse({**measurement("ok"), **change})
+
+
+def _measurement_kit(technique: str, failure: str) -> dict[str, Any]:
+    """As measurement-kit's probes (2016-2020) wrote it: no tls_handshakes, TLS problems as
+    "ssl_error: <OpenSSL's text>" on the request."""
+    m = measurement(technique)
+    m.update(software_name="ooniprobe-android", software_version="2.1.0", test_version="0.1.0")
+    keys = m["test_keys"]
+    keys["tls_handshakes"] = None
+    keys["requests"][0]["failure"] = keys["http_experiment_failure"] = failure
+    return m
+
+
+def test_measurement_kit_certificate_failure_is_interception() -> None:
+    failure = "ssl_error: error:14090086:SSL routines:ssl3_get_server_certificate:certificate verify failed"
+    imported = parse(_measurement_kit("mitm", failure))
+    assert imported.measurement.tls[0].validation_failure == "ssl_unknown_authority"
+    assert judge(imported).verdict == "tls_mitm"
+
+
+def test_measurement_kit_reset_on_an_https_connection_is_tls_blocked() -> None:
+    assert judge(parse(_measurement_kit("tls", "connection_reset"))).verdict == "tls_blocked"
