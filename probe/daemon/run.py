@@ -34,7 +34,10 @@ from probe.daemon.supervisor import Supervisor, in_thread
 from probe.episodes.monitor import Monitor
 from probe.metrics import Metrics, MetricsServer, serve_metrics
 from probe.metrics.blackouts import BlackoutCollector
+from probe.metrics.control import ControlFailureCollector
+from probe.metrics.journal import JournalCollector
 from probe.model import Result
+from probe.redaction import redact_url
 from probe.store import Store, StoreError, blackouts, migrate
 from probe.store.engine import create_engine
 
@@ -88,6 +91,7 @@ class Daemon:
         metrics = Metrics()
         metrics.registry.register(self.supervisor)
         scheduler = None
+        prober: Prober | None = None
         watchdog = None
         zones = {v.name: v.timezone for v in config.vantages}
         monitor = Monitor(
@@ -111,6 +115,7 @@ class Daemon:
             metrics.set_pairs(pairs_of(config))
             metrics.set_spool_source(lambda: store.spooled)
             metrics.set_write_errors_source(lambda: store.write_errors)
+            metrics.registry.register(JournalCollector(store))
             self.server = await serve_metrics(metrics, *config.metrics.host_port)
 
             def record(results: list[Result]) -> None:
@@ -131,7 +136,9 @@ class Daemon:
                         m.runtime,
                     )
 
-            scheduler = Scheduler(Prober(config), record, metrics.observe_scheduler_lag)
+            prober = Prober(config, on_local_failure=metrics.observe_local_failure)
+            metrics.registry.register(ControlFailureCollector(prober.control_failures.snapshot))
+            scheduler = Scheduler(prober, record, metrics.observe_scheduler_lag)
             scheduler.start()
             self.supervisor.every(
                 "retention", RETENTION_EVERY, lambda: self._retention(store), timeout=RETENTION_TIMEOUT
@@ -147,7 +154,7 @@ class Daemon:
             log.info(
                 "event=ready pairs=%d database=%s metrics=%s",
                 len(pairs_of(config)),
-                config.database_url,
+                redact_url(config.database_url),
                 config.metrics.listen,
             )
             self.monitor, self.episode_writer = monitor, episode_writer
@@ -169,13 +176,15 @@ class Daemon:
             if episode_writer is not None:
                 await self._bounded("episodes", episode_writer.close(), 3.0)  # a last flush
             await self._bounded("episodes-engine", episodes_engine.dispose(), 1.0)
+            if prober is not None:
+                await self._bounded("helpers", prober.aclose(), 1.0)
             left = deadline - asyncio.get_running_loop().time()
             await self._bounded("store", store.close(), max(left - 1.0, 1.0))
             if self.server is not None:
                 await self._bounded("metrics", self.server.close(), 1.0)
             self.signals.detach()
             log.info("event=stopped cancelled_runs=%d spooled=%d", cancelled, store.spooled)
-        return 0
+        return 1 if store.lost else 0  # measurements lost (named in an error line by the store)
 
     async def _bounded(self, step: str, work: Awaitable[T], timeout: float) -> T | None:
         """Await `work` for at most `timeout` seconds; log and return None if it fails or is cut.

@@ -121,7 +121,16 @@ _BAD_DATA: Final = (
 )
 
 
-def is_bad_data(exc: BaseException) -> bool:
+_BINDING: Final = ("Error binding parameter", "type is not supported", "is not supported")
+
+
+def is_bad_data(exc: BaseException | None) -> bool:
     """True when retrying the same rows cannot help: the database refuses them, not the
-    connection."""
-    return isinstance(exc, _BAD_DATA)
+    connection. A value the driver cannot bind (a list, a dict, an int past 64 bits) is the
+    rows' fault too: TypeError, OverflowError, and sqlite3's ProgrammingError or
+    InterfaceError about binding (the others, such as a closed connection, are not)."""
+    if isinstance(exc, (*_BAD_DATA, TypeError, OverflowError)):
+        return True
+    if isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return any(words in str(exc) for words in _BINDING)
+    return False

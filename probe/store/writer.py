@@ -35,6 +35,7 @@ from probe.config import Config
 from probe.model import Result
 from probe.store import bulk, migrate, queries
 from probe.store.engine import StoreError, create_engine
+from probe.store.events import event
 from probe.store.mapping import Row, encode, spool_line
 from probe.store.spool import Segment, Spool
 
@@ -56,7 +57,9 @@ def _is_bad_data(exc: BaseException) -> bool:
     """The rows, not the database, are the problem: retrying the same batch cannot help."""
     if isinstance(exc, IntegrityError | DataError) or bulk.is_bad_data(exc):
         return True
-    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
+    if isinstance(exc, DBAPIError):
+        return bulk.is_bad_data(exc.orig)
+    return isinstance(exc, StatementError)
 
 
 class Store:
@@ -84,6 +87,7 @@ class Store:
         self._progress = asyncio.Event()  # set after every write attempt
         self._attempts = 0
         self._write_errors = 0
+        self._lost = 0
         self._closed = False
         self._write_scheduled = False
         self._task = asyncio.create_task(self._run(), name="curfew-store-writer")
@@ -168,10 +172,15 @@ class Store:
             self._wake.set()
             await self._progress.wait()
 
-    async def close(self) -> None:
-        """Flush, stop the writer and release the spool; safe to call twice."""
+    async def close(self) -> int:
+        """Flush, stop the writer and release the spool; safe to call twice.
+
+        Returns how many measurements are lost: neither in the database nor on disk (the
+        journal could not be written, and the database did not take them either). They are
+        named (uids) in one error line; `lost` says the same afterwards. 0 is the rule.
+        """
         if self._closed:
-            return
+            return self.lost
         try:
             await self.flush()
         finally:
@@ -179,9 +188,36 @@ class Store:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._spool.close()
-            await self._inserter.close()
-            await self._engine.dispose()
+            try:
+                if self._spool.unjournaled:
+                    self._spool.write()
+                    await self._rejournal()  # one last try to put them on disk
+                self._report_lost()
+            finally:
+                self._spool.close()
+                await self._inserter.close()
+                await self._engine.dispose()
+        return self.lost
+
+    def _report_lost(self) -> None:
+        lost = self._spool.not_on_disk()
+        self._lost = len(lost)
+        if lost:
+            log.error(
+                event(
+                    "measurements-lost",
+                    count=len(lost),
+                    reason=self._spool.last_error or "not written",
+                    first=lost[0].get("started_at"),
+                    last=lost[-1].get("started_at"),
+                    uids=",".join(str(row.get("uid")) for row in lost),
+                )
+            )
+
+    @property
+    def lost(self) -> int:
+        """After `close()`: measurements neither in the database nor on disk (see `close`)."""
+        return self._lost
 
     async def sync_inventory(self, config: Config) -> None:
         """Upsert the configured vantages and targets; mark the others inactive.
@@ -208,8 +244,24 @@ class Store:
 
     @property
     def spooled(self) -> int:
-        """Measurements submitted and not yet in the database."""
-        return self._spool.pending
+        """Measurements on disk in the journal and not yet in the database."""
+        return self._spool.pending - self._spool.unjournaled
+
+    @property
+    def unjournaled(self) -> int:
+        """Measurements held only in memory: their journal write failed (a full disk) and
+        neither a retry nor the database has taken them yet. Lost if the process dies."""
+        return self._spool.unjournaled
+
+    @property
+    def journal_errors(self) -> int:
+        """Failed journal writes so far (each retried)."""
+        return self._spool.append_errors
+
+    @property
+    def journal_skipped(self) -> int:
+        """Journal lines read back and not replayed (torn, damaged, not a measurement)."""
+        return self._spool.skipped_lines
 
     @property
     def write_errors(self) -> int:
@@ -221,23 +273,40 @@ class Store:
     async def _run(self) -> None:
         backoff = BACKOFF_INITIAL
         while True:
-            segments = self._spool.oldest_run(BACKLOG_ROWS)
-            if not segments:
-                await self._wait_for_batch()
-                continue
-            ok = await self._write(segments)
-            self._attempts += 1
-            self._progress.set()
-            if ok:
-                backoff = BACKOFF_INITIAL
-                continue
-            # The database is down: make sure the spool is durable, then wait and retry.
-            await asyncio.to_thread(self._spool.sync)
+            try:
+                segments = self._spool.oldest_run(BACKLOG_ROWS)
+                if not segments:
+                    await self._wait_for_batch()
+                    continue
+                ok = await self._write(segments)
+                self._attempts += 1
+                self._progress.set()
+                if ok:
+                    backoff = BACKOFF_INITIAL
+                    continue
+                # The database is down: make sure the spool is durable, then wait and retry.
+                await asyncio.to_thread(self._spool.sync)
+                await self._rejournal()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug: logged, and the writer goes on (it must never stop)
+                log.exception(event("store-writer-error"))
+                self._write_errors += 1
+                self._attempts += 1
             self._progress.set()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _rejournal(self) -> None:
+        """Put rows that only memory holds (their journal write failed) on disk, if it takes
+        them now: while the database is down they would otherwise be lost to a crash."""
+        for seg in self._spool.unjournaled_segments():
+            error = await asyncio.to_thread(self._spool.write_out, seg)
+            self._spool.written_out(seg, error)
+            if error is not None:
+                return
 
     async def _wait_for_batch(self) -> None:
         """Until the current segment is full, or its first row has waited `flush_interval`."""
@@ -297,12 +366,12 @@ class Store:
                 if not _is_bad_data(exc):
                     raise
                 rejected.append(row)
-                log.error("measurement %s refused by the database: %s", row.get("uid"), _describe(exc))
+                log.error(event("measurement-refused", uid=row.get("uid"), reason=_describe(exc)))
         if rejected:
             path = await asyncio.to_thread(
                 self._spool.quarantine, seg, rejected, [spool_line(r) for r in rejected]
             )
-            log.error("%d refused measurements kept in %s", len(rejected), path)
+            log.error(event("measurements-rejected", count=len(rejected), kept=path))
         self._spool.done(seg)
 
     @contextlib.asynccontextmanager
