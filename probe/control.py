@@ -14,7 +14,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from probe import failures as F
-from probe.helper.client import HelperAnswer
+from probe.helper.answer import HelperAnswer
 from probe.helper.control import control_measurement, join_endpoint, th_response, url_port
 from probe.helper.protocol import THResponse
 from probe.model import ControlRecord, Measurement, TlsObservation
