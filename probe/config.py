@@ -334,6 +334,7 @@ RELOADABLE: frozenset[str] = frozenset(
         "metrics",
         "vantages",
         "targets",
+        "helpers",
     }
 )
 
