@@ -104,10 +104,8 @@ class Daemon:
         episodes_engine = create_engine(config.database_url)
         episode_writer: blackouts.BlackoutWriter | None = None
         try:
-            url = config.database_url
-            self.migration = self.supervisor.once(
-                "migration", lambda: in_thread(lambda: migrate.upgrade(url), "migration")
-            )
+            self.migration = self.supervisor.once("migration", self._migrate)
+            self.migration.add_done_callback(self._migrated)
             self._sync_inventory(store)
             await self._restore(monitor, episodes_engine)
             episode_writer = blackouts.BlackoutWriter(episodes_engine, zones)
@@ -212,6 +210,15 @@ class Daemon:
         """For the store's writer: no write before the schema is at head."""
         if self.migration is None or not self.migration.done() or self.migration.cancelled():
             raise StoreError("the schema is not migrated yet")
+
+    async def _migrate(self) -> None:
+        url = self.config.database_url
+        await in_thread(lambda: migrate.upgrade(url), "migration")
+
+    def _migrated(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            # The database is back: what waited for it need not wait out its backoff.
+            self.supervisor.poke("inventory", "retention")
 
     async def _after_migration(self) -> None:
         """Return once the schema is at head; raise `StoreError` at once while the database is
