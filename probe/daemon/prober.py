@@ -19,11 +19,13 @@ from dataclasses import dataclass
 
 from probe import failures
 from probe.analysis.local import local_failure
+from probe.analysis.verdict import connectivity_failure
 from probe.clock import SYSTEM_CLOCK, Clock
 from probe.config import Config
 from probe.engine import measure
+from probe.helper_pool import ControlFailures, HelperPool
 from probe.model import Measurement, Result
-from probe.round import judge
+from probe.round import elsewhere, judge, reach
 from probe.vantage import VantageNetwork, vantage_network
 
 Measure = Callable[[str, str], Awaitable[Measurement]]
@@ -47,18 +49,30 @@ class Prober:
         config: Config,
         clock: Clock = SYSTEM_CLOCK,
         measure_fn: Measure | None = None,
+        control_failures: ControlFailures | None = None,
         on_local_failure: LocalFailureHook | None = None,
     ) -> None:
         self.clock = clock
         self._on_local_failure = on_local_failure
-        self._gate = asyncio.Semaphore(config.max_concurrency)
+        self.max_concurrency = 0
         self._recent: dict[tuple[str, str], _Fresh] = {}
         self._measure_fn = measure_fn
+        self.control_failures = control_failures if control_failures is not None else ControlFailures()
+        self.helpers: HelperPool | None = None
+        self.config = config
         self.swap(config)
 
     def swap(self, config: Config) -> None:
         """Use a new config from the next run on (in-flight runs finish with the old one)."""
+        if self.helpers is not None:
+            # Asks in flight keep the old clients until they are done (bounded by their deadline).
+            self.helpers.close_later(self.config.probe.timeouts.helper + 1.0)
+        self.helpers = HelperPool(config, self.control_failures)
         self.config = config
+        if config.max_concurrency != self.max_concurrency:
+            # Runs in flight keep the old gate; new ones queue at the new limit.
+            self._gate = asyncio.Semaphore(config.max_concurrency)
+            self.max_concurrency = config.max_concurrency
         self._networks: dict[str, VantageNetwork] = {
             v.name: vantage_network(v, config) for v in config.vantages
         }
@@ -88,6 +102,23 @@ class Prober:
             return fresh.task, False
         return self._start(vantage, target), True
 
+    async def _reach(self, control: Measurement, mine: Measurement) -> Measurement:
+        """The control vantage's measurement of `mine`'s target, extended with what it saw on
+        the addresses `mine` resolved and it did not (as a helper would); others as they are."""
+        if self._measure_fn is not None or control.target != mine.target:
+            return control
+        if not self.config.vantage(control.vantage).control:
+            return control
+        missing = elsewhere(control, [mine])
+        if not missing:
+            return control
+        async with self._gate:
+            return await reach(self.config, self._networks[control.vantage], control, missing, self.clock)
+
+    async def aclose(self) -> None:
+        if self.helpers is not None:
+            await self.helpers.aclose()
+
     async def run(self, vantage: str, target: str) -> list[Result]:
         """Probe the pair (and whatever controls are stale) and judge it in one round.
 
@@ -103,6 +134,21 @@ class Prober:
         needed += [(v.name, target) for v in config.vantages if v.control and v.name != vantage]
         shared = [self._shared(v, t) for v, t in needed]
         mine = await own
+        usable = local_failure(mine) is None
+        if usable and config.vantage(vantage).control and connectivity_failure(mine)[0] is not None:
+            # The control vantage failed: only the other vantages can tell an outage (they fail
+            # the same way) from a problem of its own, so they are measured now (or shared).
+            peers = [(v.name, target) for v in config.vantages if not v.control]
+            needed += peers
+            shared += [self._shared(v, t) for v, t in peers]
+        helpers = self.helpers
+        # The helper is asked as soon as the vantage's own addresses are known, while the
+        # shared controls finish.
+        asking = (
+            asyncio.ensure_future(helpers.ask(mine))
+            if usable and helpers is not None and helpers.wanted(mine)
+            else None
+        )
         controls = await asyncio.gather(*(task for task, _ in shared), return_exceptions=True)
         fresh_keys = {(v, t) for (v, t), (_, new) in zip(needed, shared, strict=True) if new}
         measurements = []
@@ -111,8 +157,15 @@ class Prober:
                 measurements.append(m)
             elif m is mine or (m.vantage, m.target) in fresh_keys:  # counted once, by its maker
                 self._local(m)
-        results = judge(config, measurements)
         pair_measured = bool(measurements) and measurements[0] is mine
+        if pair_measured and not config.vantage(vantage).control:
+            measurements = [mine, *await asyncio.gather(*(self._reach(m, mine) for m in measurements[1:]))]
+        answers = {}
+        if asking is not None:
+            answer = await asking
+            if answer is not None and pair_measured:
+                answers[(vantage, target)] = answer
+        results = judge(config, measurements, helper_answers=answers)
         fresh = [r for r in results if (r.measurement.vantage, r.measurement.target) in fresh_keys]
         return [results[0], *fresh] if pair_measured else fresh
 

@@ -80,6 +80,11 @@ class Monitor:
             self._pairs = tuple(pairs)
             self._schedules = None
 
+    def set_thresholds(self, open_after: int, close_after: int, min_span: float) -> None:
+        """The tracker's hysteresis (from confirm_count and confirm_interval), on each reload."""
+        with self._lock:
+            self._tracker.set_thresholds(open_after, close_after, min_span)
+
     def _zone(self, vantage: str) -> ZoneInfo:
         return self._zones.get(vantage) or ZoneInfo("UTC")
 
