@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import resource
 import signal
@@ -153,6 +154,7 @@ async def test_descriptor_exhaustion_is_never_recorded_as_censorship(
     await until(lambda: daemon.count("measurement") >= 4, 30, "the first measurements", daemon)
 
     # 1. The flood: the daemon keeps its descriptors, and a scraper still gets through.
+    phases = {"flood": dt.datetime.now(dt.UTC)}
     flood = Flood(port)
     loop = asyncio.get_running_loop()
     peak = 0
@@ -173,6 +175,7 @@ async def test_descriptor_exhaustion_is_never_recorded_as_censorship(
     assert peak < LOW
 
     # 2. The machine really is short: the probes fail here, and say so.
+    phases["squeeze"] = dt.datetime.now(dt.UTC)
     before = daemon.count("measurement")
     # A new descriptor takes the lowest free number, and fails with EMFILE if that is not below
     # the limit: with the limit under every number already in use, every socket fails.
@@ -185,6 +188,7 @@ async def test_descriptor_exhaustion_is_never_recorded_as_censorship(
     assert "reason=emfile" in line and "stored=no" in line
 
     # 3. It recovers, answers, counts what happened, and stops cleanly.
+    phases["restored"] = dt.datetime.now(dt.UTC)
     resumed = daemon.count("measurement")
     await until(lambda: daemon.count("measurement") >= resumed + 4, 30, "probing to resume", daemon)
     samples = await scrape(port, timeout=30)
@@ -197,11 +201,13 @@ async def test_descriptor_exhaustion_is_never_recorded_as_censorship(
 
     # What a user would look at: nothing blocked or down, nothing from the machine's own trouble,
     # no episode.
-    rows = await query(database_url, "SELECT verdict, failure, CAST(observations AS TEXT) FROM measurements")
+    rows = await query(
+        database_url, "SELECT verdict, failure, CAST(observations AS TEXT), started_at FROM measurements"
+    )
     assert rows, "measurements were stored"
     own = [r for r in rows if "open files" in f"{r[1]} {r[2]}" or "local_failure" in f"{r[1]} {r[2]}"]
     assert own == []
-    false = [(r[0], r[1]) for r in rows if r[0].endswith(("_blocked", "_down")) or r[0] == "tls_mitm"]
-    assert false == []
+    false = [(r[0], r[1], r[3]) for r in rows if r[0].endswith(("_blocked", "_down")) or r[0] == "tls_mitm"]
+    assert false == [], phases
     assert await query(database_url, "SELECT * FROM blackouts") == []
     assert not any("Traceback" in line for line in daemon.lines), "\n".join(daemon.lines[-40:])
