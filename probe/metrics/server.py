@@ -103,8 +103,9 @@ def free_descriptors() -> int | None:
         return None
     try:
         used = len(os.listdir("/proc/self/fd")) - 1  # the listing's own descriptor
-    except OSError:
-        return None
+    except OSError as exc:
+        # Out of descriptors, the listing itself cannot open one: that answers the question.
+        return 0 if exc.errno in (errno.EMFILE, errno.ENFILE) else None
     return soft - used
 
 

@@ -258,3 +258,16 @@ async def test_many_scrapes_at_once_render_one_at_a_time() -> None:
         await srv.close()
     assert [r[0] for r in responses] == [200] * 8
     assert metrics.peak == 1
+
+
+def test_free_descriptors_is_zero_when_even_the_count_cannot_be_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import errno
+
+    def out_of_descriptors(path: str) -> list[str]:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(server_module, "_soft_nofile", lambda: 1024)
+    monkeypatch.setattr(server_module.os, "listdir", out_of_descriptors)
+    assert free_descriptors() == 0
