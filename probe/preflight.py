@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import tempfile
 from pathlib import Path
 
 from probe.config import Config, ConfigError
 from probe.daemon import lock
+from probe.metrics.server import listen_problem
 from probe.validation import path_kind
+from probe.vantage import source_address_problem
 
 
 def preflight(config: Config, source: str) -> list[str]:
@@ -39,14 +40,14 @@ def preflight(config: Config, source: str) -> list[str]:
             raise ConfigError(f"{source}: {key}: {sqlite_file} is not a file this user can write")
     for index, vantage in enumerate(config.vantages):
         if vantage.source_address is not None:
-            failed = _bind_problem(vantage.source_address, 0, socket.SOCK_DGRAM)
+            failed = source_address_problem(vantage.source_address)
             if failed is not None:  # every probe from this vantage would fail to bind
                 raise ConfigError(
                     f"{source}: vantages[{index}].source_address: cannot bind "
                     f"{vantage.source_address}: {failed.strerror}"
                 )
     host, port = config.metrics.host_port
-    problem = _bind_problem(host, port)
+    problem = listen_problem(host, port)
     if problem is not None:
         pid = lock.holder(config.data_dir) if problem.errno == errno.EADDRINUSE else None
         if pid is None:
@@ -91,17 +92,3 @@ def _kind(path: Path, where: str) -> str:
         return path_kind(path)
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-
-
-def _bind_problem(host: str, port: int, kind: int = socket.SOCK_STREAM) -> OSError | None:
-    """Bind and release the address as the metrics server (or a probe) would; the error if not."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, kind)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        return exc
-    finally:
-        sock.close()
-    return None
