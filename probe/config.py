@@ -283,7 +283,8 @@ def parse_resolver(value: str) -> tuple[str, str | None, int | None]:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f'expected "system", "ip[:port]" or an https:// DoH URL, got {value!r}') from None
+        shown = redaction.redact_url(value)  # "HTTPS://user:password@..." lands here
+        raise ValueError(f'expected "system", "ip[:port]" or an https:// DoH URL, got {shown!r}') from None
     return ("udp", host, port)
 
 
