@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from probe.redaction import redact, redact_url
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -42,7 +44,11 @@ def validate(model: type[M], data: Any, source: str, error: type[Exception]) -> 
             message = "unknown key"
         # Checks over the whole document carry no key path; they name their key themselves.
         where = f"{key_path(loc)}: " if loc else ""
-        raise error(f"{source}: {where}{message}") from None
+        # A value quoted back may be a URL pasted in the wrong place, password and all.
+        value = first.get("input")
+        if isinstance(value, str) and "@" in value and value in message:
+            message = message.replace(value, redact_url(value) if "://" in value else "***")
+        raise error(f"{source}: {where}{redact(message)}") from None
 
 
 def read_yaml(path: Path, error: type[Exception]) -> Any:
