@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -66,6 +68,8 @@ class Timeouts(_Model):
     http_request: Seconds = 10.0
     throughput: Seconds = 15.0
     total: Seconds = 40.0
+    helper: Seconds = 15.0
+    """Asking the test helpers for the control, failover included; then the verdict goes on without it."""
 
 
 class ProbeSettings(_Model):
@@ -92,6 +96,30 @@ class ProbeSettings(_Model):
         return value
 
 
+class Helper(_Model):
+    """A test helper (OONI's Web Connectivity TH protocol: `curfew helper`, or OONI's own)."""
+
+    url: str
+    """The helper's endpoint, http:// or https:// (e.g. https://th.example.org/)."""
+    token_file: Path | None = None
+    """A file holding the bearer token the helper asks for (read at start-up)."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL with a host")
+        return value
+
+    @field_validator("token_file")
+    @classmethod
+    def _token(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+
 class Vantage(_Model):
     name: Name
     timezone: str = "UTC"
@@ -104,7 +132,29 @@ class Vantage(_Model):
     """http:// or socks5:// proxy; DNS then happens at the proxy."""
     control: bool = False
     """True for a vantage outside censorship, used as the comparison."""
+    helpers: list[Helper] | None = None
+    """Test helpers for this vantage, instead of the top-level `helpers` ([] for none)."""
     labels: dict[Label, Label] = {}
+    probe_cc: str | None = None
+    """Country of the vantage's network, ISO 3166 alpha-2 (KZ): OONI's probe_cc on export."""
+    probe_asn: str | None = None
+    """Autonomous system of the vantage's network, "AS" and its number (AS9198): OONI's probe_asn."""
+    probe_network_name: str | None = None
+    """The network's name (JSC Kazakhtelecom): OONI's probe_network_name."""
+
+    @field_validator("probe_cc")
+    @classmethod
+    def _probe_cc(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z]{2}", value):
+            raise ValueError(f"expected a two-letter country code (KZ), got {value!r}")
+        return value.upper() if value is not None else None
+
+    @field_validator("probe_asn")
+    @classmethod
+    def _probe_asn(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"AS[0-9]{1,10}", value.upper()):
+            raise ValueError(f'expected "AS" and the AS number (AS9198), got {value!r}')
+        return value.upper() if value is not None else None
 
     @field_validator("timezone")
     @classmethod
@@ -217,6 +267,9 @@ class Config(_Model):
     retention_days: Annotated[float, Field(ge=0, le=36500)] = 0
     """Delete measurements older than this many days; 0 keeps everything."""
     metrics: MetricsSettings = MetricsSettings()
+    helpers: list[Helper] = []
+    """Test helpers asked for the control, in order (the next one when one fails). Used when
+    no vantage is `control: true`: then the helper is the control."""
 
     @field_validator("database")
     @classmethod
@@ -252,8 +305,61 @@ class Config(_Model):
     def vantage(self, name: str) -> Vantage:
         return next(v for v in self.vantages if v.name == name)
 
+    def helpers_for(self, vantage: Vantage) -> list[Helper]:
+        """The helpers that give `vantage` its control: none when a control vantage is
+        configured (it is the control) or for a control vantage itself."""
+        if vantage.control or any(v.control for v in self.vantages):
+            return []
+        return list(vantage.helpers if vantage.helpers is not None else self.helpers)
+
     def target(self, name: str) -> Target:
         return next(t for t in self.targets if t.name == name)
+
+
+RESTART_ONLY: frozenset[str] = frozenset({"database", "data_dir"})
+"""Top-level keys that SIGHUP does not change: the journal's directory and the database are
+opened once, locked and migrated at start. A reload that changes one logs
+``event=reload-key-refused key=NAME`` and keeps the running value; restart to change it.
+Every other key takes effect on SIGHUP (docs/configuration.md has the table)."""
+RELOADABLE: frozenset[str] = frozenset(
+    {
+        "tls",
+        "probe",
+        "interval",
+        "confirm_interval",
+        "confirm_count",
+        "max_concurrency",
+        "grace_period",
+        "retention_days",
+        "metrics",
+        "vantages",
+        "targets",
+    }
+)
+
+
+@dataclass
+class Reload:
+    """What a reload does: the config to run (`refused` keys kept at their running values) and
+    the top-level keys that changed and take effect (`applied`)."""
+
+    config: Config
+    applied: list[str]
+    refused: list[str]
+
+
+def reload_changes(running: Config, new: Config) -> Reload:
+    """Compare the running config with a newly loaded one, key by key.
+
+    >>> base = parse_config({"vantages": [{"name": "v"}], "targets": [{"name": "t", "url": "https://x/"}]})
+    >>> r = reload_changes(base, base.model_copy(update={"interval": 60.0, "database": "sqlite:///o.db"}))
+    >>> r.applied, r.refused, r.config.database is None, r.config.interval
+    (['interval'], ['database'], True, 60.0)
+    """
+    changed = [key for key in type(new).model_fields if getattr(running, key) != getattr(new, key)]
+    refused = [key for key in changed if key in RESTART_ONLY]
+    kept = new.model_copy(update={key: getattr(running, key) for key in refused}) if refused else new
+    return Reload(kept, [key for key in changed if key not in RESTART_ONLY], refused)
 
 
 Resolver = tuple[Literal["system"], None, None] | tuple[Literal["udp", "doh"], str, int]

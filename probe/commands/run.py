@@ -19,6 +19,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from probe.daemon import signals
+
+    # First thing: SIGHUP's default action kills, and the imports below take a second.
+    signals.catch_early()
     from probe.daemon import logs
 
     logs.setup()  # before the daemon's imports: some libraries log while being imported

@@ -19,7 +19,7 @@ import orjson
 
 from probe.config import Config, Target, Vantage
 from probe.episodes.pattern import local_slot
-from probe.model import Measurement, Result, phase_durations
+from probe.model import ControlRecord, Measurement, Result, phase_durations
 from probe.redaction import redact_url
 
 Row = dict[str, Any]
@@ -55,9 +55,29 @@ def measurement_dict(m: Measurement, *, keep_body_sample: bool = True) -> dict[s
     return d
 
 
-def observations_json(m: Measurement, verdict: str) -> bytes:
-    """The `observations` column: the measurement as JSON, the body sample only if not "ok"."""
-    return _dumps(measurement_dict(m, keep_body_sample=verdict != "ok"))
+def control_dict(control: ControlRecord) -> dict[str, Any]:
+    """The keys a result's control adds to its observations: OONI's `control` (THResponse
+    JSON) and `control_failure`, and curfew's `x_control` (where it came from and what else
+    the verdict was judged with, for `probe.analysis.replay`)."""
+    extra: dict[str, Any] = {
+        "role": control.role,
+        "source": control.source,
+        "controls": list(control.controls),
+    }
+    if control.peers:
+        extra["peers"] = list(control.peers)
+    if control.measurement is not None:
+        extra["measurement"] = measurement_dict(control.measurement, keep_body_sample=False)
+    return {"control": control.response, "control_failure": control.failure, "x_control": extra}
+
+
+def observations_json(m: Measurement, verdict: str, control: ControlRecord | None = None) -> bytes:
+    """The `observations` column: the measurement as JSON, the body sample only if not "ok",
+    and the control it was judged with (`control_dict`), if known."""
+    d = measurement_dict(m, keep_body_sample=verdict != "ok")
+    if control is not None:
+        d.update(control_dict(control))
+    return _dumps(d)
 
 
 def encode(result: Result, zone: tzinfo | None = None) -> tuple[Row, bytes]:
@@ -90,7 +110,7 @@ def encode(result: Result, zone: tzinfo | None = None) -> tuple[Row, bytes]:
         "local_day": local_day,
         "local_hour": local_hour,
     }
-    observations, analysis = observations_json(m, a.verdict), _dumps(a)
+    observations, analysis = observations_json(m, a.verdict, result.control), _dumps(a)
     line = _LINE % (_dumps(row), observations, analysis)
     row["observations"] = observations
     row["analysis"] = analysis
@@ -114,25 +134,106 @@ def spool_line(row: Row) -> bytes:
 
 
 def line_row(line: bytes) -> Row:
-    """The row back from a spool line. Raises ValueError on a torn line (no newline: the
-    process died in the middle of writing it) or one that is not a spooled measurement."""
+    """The row back from a spool line. Raises ValueError, saying why, on a torn line (no
+    newline: the process died in the middle of writing it) or one that is not a spooled
+    measurement: every column of the right type and size (`check_row`), and observations and
+    analysis JSON objects. What passes can be handed to either database's driver as it is."""
     if not line.endswith(b"\n"):
         raise ValueError("torn line")
     fields = line[:-1].split(b"\t")
     if len(fields) != 3:
-        raise ValueError("not a spooled measurement")
-    try:
-        row: Row = orjson.loads(fields[0])
-    except orjson.JSONDecodeError as exc:  # a ValueError, said plainly
-        raise ValueError(f"not a spooled measurement: {exc}") from None
-    if not isinstance(row, dict) or "uid" not in row or "started_at" not in row:
-        raise ValueError("not a spooled measurement")
-    row["started_at"] = datetime.fromisoformat(row["started_at"])
+        raise ValueError(f"not a spooled measurement: {len(fields)} tab-separated fields, not 3")
+    row = _json_object(fields[0], "columns")
+    for column in JSON_COLUMNS:
+        _json_object(fields[JSON_COLUMNS.index(column) + 1], column)
     row.setdefault("local_day", None)  # spooled before the columns existed
     row.setdefault("local_hour", None)
+    check_row(row)
     row["observations"] = fields[1]
     row["analysis"] = fields[2]
     return row
+
+
+def line_uid(line: bytes) -> str | None:
+    """The uid a spool line claims, if one can be read from it (for naming a rejected line)."""
+    for part in line.split(b"\t")[:2]:
+        try:
+            value = orjson.loads(part)
+        except orjson.JSONDecodeError:
+            continue
+        uid = value.get("uid") if isinstance(value, dict) else None
+        if isinstance(uid, str) and uid:
+            return uid[:64]
+    return None
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:  # a ValueError, said plainly
+        raise ValueError(f"not a spooled measurement: {what} are not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"not a spooled measurement: {what} are not a JSON object")
+    return value
+
+
+def _column_checks() -> dict[str, tuple[type, bool, int | None]]:
+    """column -> (Python type, nullable, size limit: characters of a string, or the largest
+    integer), from the table itself, for the scalar columns of `measurements`."""
+    from probe.store import tables  # SQLAlchemy's types only: no engine, no driver
+
+    checks: dict[str, tuple[type, bool, int | None]] = {}
+    for column in tables.measurements.columns:
+        if column.name == "id" or column.name in JSON_COLUMNS:
+            continue
+        # UTCDateTime is a TypeDecorator, whose python_type says nothing: its impl's does.
+        kind = getattr(column.type, "impl", column.type).python_type
+        limit = getattr(column.type, "length", None)
+        if kind is int:
+            limit = 2**15 - 1 if "SmallInteger" in type(column.type).__name__ else 2**31 - 1
+        checks[column.name] = (kind, bool(column.nullable), limit)
+    return checks
+
+
+_CHECKS: Final = _column_checks()
+
+
+def check_row(row: Row) -> None:
+    """Raise ValueError unless `row` (scalar columns as decoded from JSON) holds a value of its
+    column's type and size in every column; `started_at` (RFC 3339 text) becomes an aware
+    datetime. A wrong type would otherwise reach the driver, whose errors (TypeError,
+    sqlite3.ProgrammingError, OverflowError) look like a database that is down."""
+    for name, (kind, nullable, limit) in _CHECKS.items():
+        value = row.get(name)
+        if value is None:
+            if nullable:
+                continue
+            raise ValueError(f"not a spooled measurement: {name} is missing")
+        if kind is datetime:
+            row[name] = _aware(name, value)
+        elif kind is str:
+            if not isinstance(value, str):
+                raise ValueError(f"not a spooled measurement: {name} is {type(value).__name__}, not text")
+            if limit is not None and len(value) > limit:
+                raise ValueError(f"not a spooled measurement: {name} is longer than {limit} characters")
+            if "\x00" in value:  # PostgreSQL's text cannot hold NUL
+                raise ValueError(f"not a spooled measurement: {name} holds a NUL character")
+        elif isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float)):
+            raise ValueError(f"not a spooled measurement: {name} is {type(value).__name__}, not a number")
+        elif limit is not None and not -limit <= value <= limit:
+            raise ValueError(f"not a spooled measurement: {name} is out of range")
+
+
+def _aware(name: str, value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"not a spooled measurement: {name} is {type(value).__name__}, not a time")
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not a spooled measurement: {name} is not a time: {value[:40]!r}") from None
+    if at.tzinfo is None:
+        raise ValueError(f"not a spooled measurement: {name} has no UTC offset")
+    return at
 
 
 def without_userinfo(url: str | None) -> str | None:
@@ -157,7 +258,8 @@ def vantage_row(v: Vantage, now: datetime) -> Row:
         "name": v.name,
         "timezone": v.timezone,
         "control": v.control,
-        "labels": dict(v.labels),
+        # OONI's identity of the vantage's network travels with its labels (read by the export).
+        "labels": {**v.labels, **_network_labels(v)},
         "source_address": v.source_address,
         "resolver": redact_url(v.resolver),
         "proxy": without_userinfo(v.proxy),
@@ -165,6 +267,11 @@ def vantage_row(v: Vantage, now: datetime) -> Row:
         "first_seen": now,
         "last_seen": now,
     }
+
+
+def _network_labels(v: Vantage) -> dict[str, str]:
+    keys = {"probe_cc": v.probe_cc, "probe_asn": v.probe_asn, "probe_network_name": v.probe_network_name}
+    return {key: value for key, value in keys.items() if value is not None}
 
 
 def target_row(t: Target, now: datetime) -> Row:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from probe.config import Config
 from probe.model import Result
 from probe.store import bulk, migrate, queries
 from probe.store.engine import StoreError, create_engine
+from probe.store.events import event
 from probe.store.mapping import Row, encode, spool_line
 from probe.store.spool import Segment, Spool
 
@@ -54,26 +57,37 @@ def _is_bad_data(exc: BaseException) -> bool:
     """The rows, not the database, are the problem: retrying the same batch cannot help."""
     if isinstance(exc, IntegrityError | DataError) or bulk.is_bad_data(exc):
         return True
-    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
+    if isinstance(exc, DBAPIError):
+        return bulk.is_bad_data(exc.orig)
+    return isinstance(exc, StatementError)
 
 
 class Store:
     """The journal and its writer; create with `await Store.open(...)`."""
 
     def __init__(
-        self, engine: AsyncEngine, spool: Spool, *, flush_interval: float, upgrade_url: str | None = None
+        self,
+        engine: AsyncEngine,
+        spool: Spool,
+        *,
+        flush_interval: float,
+        upgrade_url: str | None = None,
+        schema: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._engine = engine
         self._inserter = bulk.inserter(engine)
         self._spool = spool
         self._flush_interval = flush_interval
-        self._upgrade_url = upgrade_url  # set while migrations are still to run
+        if schema is None and upgrade_url is not None:
+            schema = functools.partial(asyncio.to_thread, _upgrade, upgrade_url)
+        self._schema = schema  # set while migrations are still to run: awaited before a write
         self._zones: dict[str, ZoneInfo] = {}  # vantage -> its zone, from sync_inventory
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()  # set after every write attempt
         self._attempts = 0
         self._write_errors = 0
+        self._lost = 0
         self._closed = False
         self._write_scheduled = False
         self._task = asyncio.create_task(self._run(), name="curfew-store-writer")
@@ -88,6 +102,7 @@ class Store:
         flush_interval: float = 0.5,
         migrate: bool = True,
         memory_rows: int = 20_000,
+        schema: Callable[[], Awaitable[None]] | None = None,
     ) -> Store:
         """Open the spool in `spool_dir` and start writing to the database at `url`.
 
@@ -95,13 +110,17 @@ class Store:
         seconds. `migrate` brings the schema to head first; if the database is unreachable
         then, the store opens anyway, and migrates and writes once it is back.
         At most `memory_rows` rows are held in memory; the rest wait on disk.
+        `schema`: the caller migrates (the daemon does, under its supervisor, so that a
+        database that never answers cannot hold up start-up); awaited before each write until
+        it returns, it raises (`StoreError`) while the schema is not ready, and nothing is
+        migrated here.
         Raises `SpoolLocked` if another process uses `spool_dir`, `StoreError` for a bad URL.
         """
         if batch_size < 1 or flush_interval <= 0:
             raise ValueError("batch_size must be >= 1 and flush_interval > 0")
         engine = create_engine(url)
         upgrade_url = None
-        if migrate:
+        if migrate and schema is None:
             try:
                 await asyncio.to_thread(_upgrade, url)
             except StoreError as exc:
@@ -114,7 +133,7 @@ class Store:
         )
         if spool.pending:
             log.info("replaying %d measurements left in the spool %s", spool.pending, spool_dir)
-        return cls(engine, spool, flush_interval=flush_interval, upgrade_url=upgrade_url)
+        return cls(engine, spool, flush_interval=flush_interval, upgrade_url=upgrade_url, schema=schema)
 
     # -- the daemon's side -------------------------------------------------------------------
 
@@ -153,10 +172,15 @@ class Store:
             self._wake.set()
             await self._progress.wait()
 
-    async def close(self) -> None:
-        """Flush, stop the writer and release the spool; safe to call twice."""
+    async def close(self) -> int:
+        """Flush, stop the writer and release the spool; safe to call twice.
+
+        Returns how many measurements are lost: neither in the database nor on disk (the
+        journal could not be written, and the database did not take them either). They are
+        named (uids) in one error line; `lost` says the same afterwards. 0 is the rule.
+        """
         if self._closed:
-            return
+            return self.lost
         try:
             await self.flush()
         finally:
@@ -164,19 +188,51 @@ class Store:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._spool.close()
-            await self._inserter.close()
-            await self._engine.dispose()
+            try:
+                if self._spool.unjournaled:
+                    self._spool.write()
+                    await self._rejournal()  # one last try to put them on disk
+                self._report_lost()
+            finally:
+                self._spool.close()
+                await self._inserter.close()
+                await self._engine.dispose()
+        return self.lost
+
+    def _report_lost(self) -> None:
+        lost = self._spool.not_on_disk()
+        self._lost = len(lost)
+        if lost:
+            log.error(
+                event(
+                    "measurements-lost",
+                    count=len(lost),
+                    reason=self._spool.last_error or "not written",
+                    first=lost[0].get("started_at"),
+                    last=lost[-1].get("started_at"),
+                    uids=",".join(str(row.get("uid")) for row in lost),
+                )
+            )
+
+    @property
+    def lost(self) -> int:
+        """After `close()`: measurements neither in the database nor on disk (see `close`)."""
+        return self._lost
 
     async def sync_inventory(self, config: Config) -> None:
         """Upsert the configured vantages and targets; mark the others inactive.
 
         Raises `StoreError` if the database cannot be reached.
         """
-        self._zones = {v.name: ZoneInfo(v.timezone) for v in config.vantages}
+        self.set_zones(config)
         now = datetime.now(UTC)
         async with self._errors("inventory"), self._engine.begin() as conn:
             await queries.upsert_inventory(conn, config, now)
+
+    def set_zones(self, config: Config) -> None:
+        """Take the vantages' zones (each row's local day and hour) from `config`; at once, where
+        `sync_inventory` may have to wait for the database."""
+        self._zones = {v.name: ZoneInfo(v.timezone) for v in config.vantages}
 
     async def apply_retention(self, older_than: datetime) -> int:
         """Delete measurements started before `older_than`; returns how many.
@@ -188,8 +244,24 @@ class Store:
 
     @property
     def spooled(self) -> int:
-        """Measurements submitted and not yet in the database."""
-        return self._spool.pending
+        """Measurements on disk in the journal and not yet in the database."""
+        return self._spool.pending - self._spool.unjournaled
+
+    @property
+    def unjournaled(self) -> int:
+        """Measurements held only in memory: their journal write failed (a full disk) and
+        neither a retry nor the database has taken them yet. Lost if the process dies."""
+        return self._spool.unjournaled
+
+    @property
+    def journal_errors(self) -> int:
+        """Failed journal writes so far (each retried)."""
+        return self._spool.append_errors
+
+    @property
+    def journal_skipped(self) -> int:
+        """Journal lines read back and not replayed (torn, damaged, not a measurement)."""
+        return self._spool.skipped_lines
 
     @property
     def write_errors(self) -> int:
@@ -201,23 +273,40 @@ class Store:
     async def _run(self) -> None:
         backoff = BACKOFF_INITIAL
         while True:
-            segments = self._spool.oldest_run(BACKLOG_ROWS)
-            if not segments:
-                await self._wait_for_batch()
-                continue
-            ok = await self._write(segments)
-            self._attempts += 1
-            self._progress.set()
-            if ok:
-                backoff = BACKOFF_INITIAL
-                continue
-            # The database is down: make sure the spool is durable, then wait and retry.
-            await asyncio.to_thread(self._spool.sync)
+            try:
+                segments = self._spool.oldest_run(BACKLOG_ROWS)
+                if not segments:
+                    await self._wait_for_batch()
+                    continue
+                ok = await self._write(segments)
+                self._attempts += 1
+                self._progress.set()
+                if ok:
+                    backoff = BACKOFF_INITIAL
+                    continue
+                # The database is down: make sure the spool is durable, then wait and retry.
+                await asyncio.to_thread(self._spool.sync)
+                await self._rejournal()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug: logged, and the writer goes on (it must never stop)
+                log.exception(event("store-writer-error"))
+                self._write_errors += 1
+                self._attempts += 1
             self._progress.set()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _rejournal(self) -> None:
+        """Put rows that only memory holds (their journal write failed) on disk, if it takes
+        them now: while the database is down they would otherwise be lost to a crash."""
+        for seg in self._spool.unjournaled_segments():
+            error = await asyncio.to_thread(self._spool.write_out, seg)
+            self._spool.written_out(seg, error)
+            if error is not None:
+                return
 
     async def _wait_for_batch(self) -> None:
         """Until the current segment is full, or its first row has waited `flush_interval`."""
@@ -239,10 +328,10 @@ class Store:
         """Write `segments` in one transaction. False if the database could not take them."""
         rows: list[Row] = []
         try:
-            if self._upgrade_url is not None:
-                await asyncio.to_thread(_upgrade, self._upgrade_url)
+            if self._schema is not None:
+                await self._schema()
                 log.info("database migrated; writing %d spooled measurements", self._spool.pending)
-                self._upgrade_url = None
+                self._schema = None
             for seg in segments:
                 rows += seg.rows if seg.rows is not None else await asyncio.to_thread(self._spool.rows, seg)
             if rows:
@@ -277,12 +366,12 @@ class Store:
                 if not _is_bad_data(exc):
                     raise
                 rejected.append(row)
-                log.error("measurement %s refused by the database: %s", row.get("uid"), _describe(exc))
+                log.error(event("measurement-refused", uid=row.get("uid"), reason=_describe(exc)))
         if rejected:
             path = await asyncio.to_thread(
                 self._spool.quarantine, seg, rejected, [spool_line(r) for r in rejected]
             )
-            log.error("%d refused measurements kept in %s", len(rejected), path)
+            log.error(event("measurements-rejected", count=len(rejected), kept=path))
         self._spool.done(seg)
 
     @contextlib.asynccontextmanager
