@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import ssl
 import tempfile
 from pathlib import Path
 
@@ -21,12 +22,21 @@ from probe.config import Config, ConfigError
 from probe.daemon import lock
 from probe.metrics.server import listen_problem
 from probe.validation import path_kind
-from probe.vantage import source_address_problem
+from probe.vantage import source_address_problem, tls_contexts
 
 
 def preflight(config: Config, source: str) -> list[str]:
     """Raise ConfigError naming `source` and the key for what `run` would fail on; return notes."""
     notes: list[str] = []
+    if config.tls.ca_bundle is not None:
+        try:
+            tls_contexts(config.tls.ca_bundle)  # what every vantage's TLS will be built from
+        except (ssl.SSLError, OSError):
+            raise ConfigError(
+                f"{source}: tls.ca_bundle: {config.tls.ca_bundle}: no PEM certificate that loads"
+            ) from None
+    if config.database is not None:
+        _database(config.database, f"{source}: database")
     _writable_dir(config.data_dir, f"{source}: data_dir")
     spool = config.data_dir / "spool"
     if _kind(spool, f"{source}: data_dir") not in ("directory", "missing"):
@@ -58,6 +68,16 @@ def preflight(config: Config, source: str) -> list[str]:
             f"(pid {pid or '?'}): not checked"
         )
     return notes
+
+
+def _database(url: str, where: str) -> None:
+    """The URL as the store will parse it (the config's own check is a copy of the pattern)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url).port  # noqa: B018 - parsing it is the check
+    except Exception:  # neither the message nor the URL is worth quoting: it holds the password
+        raise ConfigError(f"{where}: expected sqlite:///path or postgresql://user:password@host/db") from None
 
 
 def _sqlite_file(url: str) -> Path | None:

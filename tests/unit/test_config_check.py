@@ -183,9 +183,11 @@ def test_a_valid_config_is_ok(tmp_path: Path) -> None:
 
 def test_the_fuzz_oracle_fails_on_what_check_used_to_accept() -> None:
     """The fuzz's proof that run can build a config is not vacuous: given a config that skipped
-    validation with `interval: 1e300`, it fails as the daemon did."""
+    validation (a User-Agent with a line break, which h11 refuses to send), it fails as every
+    probe of the daemon did."""
     from tests.unit.test_config_fuzz import build_like_run
 
     config = parse_config(MINIMAL)
-    with pytest.raises(OverflowError):
-        build_like_run(config.model_copy(update={"interval": 1e300}))
+    probe = config.probe.model_copy(update={"user_agent": "curfew\r\nX-Injected: 1"})
+    with pytest.raises(Exception, match="Illegal header value"):
+        build_like_run(config.model_copy(update={"probe": probe}))
