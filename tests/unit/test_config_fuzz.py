@@ -176,6 +176,11 @@ def _seeds(tmp: Path) -> list[dict[str, Any]]:
         # Write only under tmp, listen where nobody else does: every machine's 9716 may be taken.
         seed["data_dir"] = str(tmp / "data")
         seed["metrics"] = {"listen": "127.0.0.1:0"}
+    # The lab's with test helpers too (a token file, one vantage with its own list).
+    token = tmp / "helper.token"
+    token.write_text("fuzz-token\n")
+    seeds[1]["helpers"] = [{"url": "https://127.0.0.1:8765/", "token_file": str(token)}]
+    seeds[1]["vantages"][0]["helpers"] = [{"url": "http://th.example.org:8080/"}]
     return seeds
 
 
