@@ -56,9 +56,17 @@ def validate(model: type[M], data: Any, source: str, error: type[Exception]) -> 
 def read_yaml(path: Path, error: type[Exception]) -> Any:
     """Parse a YAML file; raise `error` naming the file (and the line) when it cannot."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        # At most MAX_BYTES + 1: /dev/zero must not fill the memory (a pipe, /dev/stdin, is fine).
+        with path.open("rb") as file:
+            raw = file.read(MAX_BYTES + 1)
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError:  # a NUL byte in the name
+        raise error(f"{path}: cannot read: not a valid path") from None
+    if len(raw) > MAX_BYTES:
+        raise error(f"{path}: larger than {MAX_BYTES // 1024 // 1024} MiB")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"{path}: not UTF-8 (byte {exc.start})") from None
     try:
@@ -78,6 +86,8 @@ def read_yaml(path: Path, error: type[Exception]) -> Any:
 
 
 MAX_DEPTH = 32
+MAX_BYTES = 16 * 1024 * 1024
+"""A config or a scenario is a few kilobytes; this bounds the time and memory a wrong file costs."""
 
 
 def _depth(data: Any) -> int:
