@@ -195,12 +195,20 @@ def test_the_fuzz_oracle_fails_on_what_check_used_to_accept() -> None:
 
 @pytest.mark.parametrize(
     ("config", "message"),
-    [("/dev/zero", "larger than 16 MiB"), (".", "cannot read: Is a directory"), ("missing.yaml", "cannot read")],
+    [
+        ("/dev/zero", "larger than 16 MiB"),
+        (".", "cannot read: Is a directory"),
+        ("missing.yaml", "cannot read"),
+    ],
 )
 def test_a_config_that_is_no_file_is_one_line(tmp_path: Path, config: str, message: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "probe.cli", "check", "--config", config],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr == f"curfew: error: {config}: {message}" + done.stderr.split(message, 1)[1]
