@@ -23,7 +23,6 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
@@ -32,7 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from probe.config import Config
 from probe.model import Result
 from probe.store import bulk, migrate, queries
-from probe.store.engine import StoreError, create_engine
+from probe.store.engine import COMMAND_TIMEOUT, CONNECT_TIMEOUT, StoreError, create_engine
+from probe.store.errors import database_errors, describe, is_database_error
 from probe.store.events import event
 from probe.store.mapping import Row, encode, spool_line
 from probe.store.spool import Segment, Spool
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 BACKOFF_INITIAL = 0.1
 BACKOFF_MAX = 5.0
 """Seconds between attempts while the database is unreachable (doubling up to this)."""
+OUTAGE_REMINDER = 60.0
+"""Seconds between log lines while the database stays down for the same reason."""
 BACKLOG_ROWS = 500
 """At most this many rows (whole segments, at least one) in one transaction when segments have
 piled up: many small ones (the timer's partial batches during an outage) go in together. Bigger
@@ -64,7 +66,13 @@ class Store:
     """The journal and its writer; create with `await Store.open(...)`."""
 
     def __init__(
-        self, engine: AsyncEngine, spool: Spool, *, flush_interval: float, upgrade_url: str | None = None
+        self,
+        engine: AsyncEngine,
+        spool: Spool,
+        *,
+        flush_interval: float,
+        upgrade_url: str | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         self._engine = engine
         self._inserter = bulk.inserter(engine)
@@ -78,6 +86,12 @@ class Store:
         self._attempts = 0
         self._write_errors = 0
         self._lost = 0
+        self._down_since: float | None = None  # loop time of an outage's first failed write
+        self._down_reason = ""
+        self._down_said_at = 0.0
+        self._down_attempts = 0
+        self._connect_timeout = connect_timeout  # the migration's too
+        self._dispose_timeout = connect_timeout
         self._closed = False
         self._write_scheduled = False
         self._task = asyncio.create_task(self._run(), name="curfew-store-writer")
@@ -92,6 +106,8 @@ class Store:
         flush_interval: float = 0.5,
         migrate: bool = True,
         memory_rows: int = 20_000,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        command_timeout: float = COMMAND_TIMEOUT,
     ) -> Store:
         """Open the spool in `spool_dir` and start writing to the database at `url`.
 
@@ -99,26 +115,33 @@ class Store:
         seconds. `migrate` brings the schema to head first; if the database is unreachable
         then, the store opens anyway, and migrates and writes once it is back.
         At most `memory_rows` rows are held in memory; the rest wait on disk.
+        A PostgreSQL server that does not answer fails a connection attempt (the migration's
+        too) after `connect_timeout` seconds and a statement after `command_timeout`: `open`,
+        each write attempt, `sync_inventory` and `close` are bounded whatever it does.
         Raises `SpoolLocked` if another process uses `spool_dir`, `StoreError` for a bad URL.
         """
         if batch_size < 1 or flush_interval <= 0:
             raise ValueError("batch_size must be >= 1 and flush_interval > 0")
-        engine = create_engine(url)
+        engine = create_engine(url, connect_timeout=connect_timeout, command_timeout=command_timeout)
         upgrade_url = None
         if migrate:
             try:
-                await asyncio.to_thread(_upgrade, url)
+                await asyncio.to_thread(_upgrade, url, connect_timeout)
             except StoreError as exc:
                 upgrade_url = url
-                log.error(
-                    "could not migrate the database (%s); measurements are spooled until it is back", exc
-                )
+                log.error(event("database-migration-failed", reason=exc, then="spooled until it is back"))
         spool = await asyncio.to_thread(
             Spool, spool_dir, batch_size=batch_size, memory_rows=max(memory_rows, batch_size)
         )
         if spool.pending:
-            log.info("replaying %d measurements left in the spool %s", spool.pending, spool_dir)
-        return cls(engine, spool, flush_interval=flush_interval, upgrade_url=upgrade_url)
+            log.info(event("journal-replay", rows=spool.pending, directory=spool_dir))
+        return cls(
+            engine,
+            spool,
+            flush_interval=flush_interval,
+            upgrade_url=upgrade_url,
+            connect_timeout=connect_timeout,
+        )
 
     # -- the daemon's side -------------------------------------------------------------------
 
@@ -181,7 +204,12 @@ class Store:
             finally:
                 self._spool.close()
                 await self._inserter.close()
-                await self._engine.dispose()
+                # Closing a connection says goodbye to the server: bounded, for one that
+                # stopped answering.
+                try:
+                    await asyncio.wait_for(self._engine.dispose(), self._dispose_timeout)
+                except TimeoutError:
+                    log.warning(event("database-close-timeout", seconds=self._dispose_timeout))
         return self.lost
 
     def _report_lost(self) -> None:
@@ -211,16 +239,18 @@ class Store:
         """
         self._zones = {v.name: ZoneInfo(v.timezone) for v in config.vantages}
         now = datetime.now(UTC)
-        async with self._errors("inventory"), self._engine.begin() as conn:
-            await queries.upsert_inventory(conn, config, now)
+        with database_errors("inventory"):
+            async with self._engine.begin() as conn:
+                await queries.upsert_inventory(conn, config, now)
 
     async def apply_retention(self, older_than: datetime) -> int:
         """Delete measurements started before `older_than`; returns how many.
 
         Raises `StoreError` if the database cannot be reached.
         """
-        async with self._errors("retention"), self._engine.begin() as conn:
-            return await queries.delete_older_than(conn, older_than)
+        with database_errors("retention"):
+            async with self._engine.begin() as conn:
+                return await queries.delete_older_than(conn, older_than)
 
     @property
     def spooled(self) -> int:
@@ -309,8 +339,8 @@ class Store:
         rows: list[Row] = []
         try:
             if self._upgrade_url is not None:
-                await asyncio.to_thread(_upgrade, self._upgrade_url)
-                log.info("database migrated; writing %d spooled measurements", self._spool.pending)
+                await asyncio.to_thread(_upgrade, self._upgrade_url, self._connect_timeout)
+                log.info(event("database-migrated", spooled=self._spool.pending))
                 self._upgrade_url = None
             for seg in segments:
                 rows += seg.rows if seg.rows is not None else await asyncio.to_thread(self._spool.rows, seg)
@@ -323,17 +353,54 @@ class Store:
                 with contextlib.suppress(Exception):
                     for seg in segments:
                         await self._write_one_by_one(seg)
+                    self._write_resumed()
                     return True
-            self._write_errors += 1
-            log.warning(
-                "database write failed (%s); %d measurements wait in the spool",
-                _describe(exc),
-                self._spool.pending,
-            )
+            self._write_failed(exc)
             return False
+        self._write_resumed()
         for seg in segments:
             self._spool.done(seg)
         return True
+
+    def _write_failed(self, exc: Exception) -> None:
+        """Count a failed attempt; say so when an outage starts, when its reason changes, and
+        once a minute while it lasts (not at every retry)."""
+        self._write_errors += 1
+        now = self._loop.time()
+        reason = describe(exc)
+        if not is_database_error(exc) and not isinstance(exc, StoreError):
+            log.error(event("store-write-error", reason=reason), exc_info=exc)  # a bug: its traceback
+        if self._down_since is None:
+            self._down_since, self._down_attempts = now, 0
+        elif reason == self._down_reason and now - self._down_said_at < OUTAGE_REMINDER:
+            self._down_attempts += 1
+            return
+        self._down_attempts += 1
+        self._down_reason, self._down_said_at = reason, now
+        log.warning(
+            event(
+                "database-write-failed",
+                reason=reason,
+                down_s=now - self._down_since,
+                spooled=self.spooled,
+                unjournaled=self.unjournaled,
+            )
+        )
+
+    def _write_resumed(self) -> None:
+        """After an outage: one line with how long it lasted and how many rows were behind."""
+        if self._down_since is None:
+            return
+        log.warning(
+            event(
+                "database-write-resumed",
+                down_s=self._loop.time() - self._down_since,
+                behind=self._spool.pending,
+                failed_attempts=self._down_attempts,
+            )
+        )
+        self._down_since = None
+        self._down_reason = ""
 
     async def _write_one_by_one(self, seg: Segment) -> None:
         """A batch the database refused: write what it takes, set the rest aside on disk."""
@@ -346,7 +413,7 @@ class Store:
                 if not _is_bad_data(exc):
                     raise
                 rejected.append(row)
-                log.error(event("measurement-refused", uid=row.get("uid"), reason=_describe(exc)))
+                log.error(event("measurement-refused", uid=row.get("uid"), reason=describe(exc)))
         if rejected:
             path = await asyncio.to_thread(
                 self._spool.quarantine, seg, rejected, [spool_line(r) for r in rejected]
@@ -354,22 +421,7 @@ class Store:
             log.error(event("measurements-rejected", count=len(rejected), kept=path))
         self._spool.done(seg)
 
-    @contextlib.asynccontextmanager
-    async def _errors(self, what: str) -> Any:
-        try:
-            yield
-        except (DBAPIError, OSError, TimeoutError) as exc:
-            raise StoreError(f"{what}: {_describe(exc)}") from exc
 
-
-def _upgrade(url: str) -> None:
-    try:
-        migrate.upgrade(url)
-    except (DBAPIError, OSError) as exc:
-        raise StoreError(_describe(exc)) from exc
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, DBAPIError):
-        return str(exc.orig) or type(exc.orig).__name__
-    return str(exc) or type(exc).__name__
+def _upgrade(url: str, connect_timeout: float | None = None) -> None:
+    with database_errors("migration"):
+        migrate.upgrade(url, connect_timeout=connect_timeout)
