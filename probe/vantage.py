@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from probe.config import Config, Vantage, parse_resolver
+from probe.redaction import redact_url
 
 ALPN = ["http/1.1"]
 
@@ -35,7 +36,7 @@ class VantageNetwork:
         if self.resolver_kind == "system":
             return "system"
         if self.resolver_kind == "doh":
-            return str(self.resolver_host)
+            return redact_url(str(self.resolver_host))  # recorded with each measurement
         return f"{self.resolver_host}:{self.resolver_port}"
 
     @property

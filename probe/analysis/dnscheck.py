@@ -3,7 +3,10 @@
 An answer set is *consistent* when any of its addresses is shown genuine:
 
 1. it completed a TLS handshake, with SNI = the name, whose chain validates for the name
-   (OONI's rule: only the real operator can present that chain), or
+   (OONI's rule: only the real operator can present that chain), at the vantage or at the
+   control (a helper, or a control vantage, connects to the vantage's addresses too: this is
+   what keeps a geo-DNS address that the censor then blocks at TCP or TLS from being called
+   DNS tampering), or
 2. it overlaps the answers the control vantage got for the same name.
 
 Geo-DNS and CDNs give different addresses in different places, so disjoint answers alone
@@ -92,6 +95,12 @@ def tls_validated(m: Measurement) -> frozenset[str]:
     )
 
 
+def _validated_by(control: Measurement | None, host: str) -> frozenset[str]:
+    if control is None or target_host(control) != host:
+        return frozenset()
+    return tls_validated(control)
+
+
 @dataclass(frozen=True)
 class DnsCheck:
     """The outcome of `check_dns`; `consistency` None means "cannot tell"."""
@@ -136,6 +145,17 @@ def check_dns(
         return DnsCheck(
             "consistent",
             f"{validated[0]} presented a valid certificate chain for {target_host(m)}",
+            answers,
+            bogons,
+        )
+    # The control (a helper, or a control vantage that also tried the vantage's addresses)
+    # validated one of our answers for the name: genuine, even if our own handshake with it
+    # was then blocked. A failure on it is the censor's at TCP or TLS, not lying DNS.
+    vouched = sorted(_validated_by(control_vantage, target_host(m)) & set(answers))
+    if vouched:
+        return DnsCheck(
+            "consistent",
+            f"{vouched[0]} presented a valid certificate chain for {target_host(m)} to the control",
             answers,
             bogons,
         )

@@ -1,6 +1,10 @@
-"""The probe schedule on APScheduler 3 (AsyncIOScheduler): one interval job per
-(vantage, target), spread across its interval, plus one-off confirmation re-probes after a
-change of verdict. The scheduling maths lives in `probe.daemon.schedule`.
+"""The probe schedule on APScheduler 3 (AsyncIOScheduler), driven by the agenda.
+
+One job per (vantage, target) whose trigger (`AgendaTrigger`) asks `probe.daemon.agenda`
+when the pair is next due: its base slots spread across the interval, the confirmation
+re-probe after a change of verdict, and the watch windows around predicted onsets and
+offsets. `lab simulate` drives the very same agenda on a virtual clock, so what the lab
+measures is what the daemon schedules.
 """
 
 from __future__ import annotations
@@ -10,34 +14,51 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.triggers.base import BaseTrigger
 
 from probe.config import Config
-from probe.daemon import watch
+from probe.daemon.agenda import Agenda, Pair, intervals_of
 from probe.daemon.prober import Prober
-from probe.daemon.schedule import Confirmation, advance, first_run_delay
+from probe.daemon.schedule import Confirmation
 from probe.episodes.pattern import Schedule
 from probe.model import Result
 
 log = logging.getLogger("curfew.scheduler")
 
-Pair = tuple[str, str]
 # A run may take the probe's total deadline plus its controls'; past this it is abandoned.
 RUN_MARGIN = 5.0
 
 
-def _job_id(kind: str, pair: Pair) -> str:
-    return f"{kind}:{pair[0]}:{pair[1]}"
+def _job_id(pair: Pair) -> str:
+    return f"probe:{pair[0]}:{pair[1]}"
 
 
 def pairs_of(config: Config) -> dict[Pair, float]:
     """Every configured (vantage, target) with its interval in seconds."""
-    return {(v.name, t.name): t.interval or config.interval for v in config.vantages for t in config.targets}
+    return intervals_of(config)
+
+
+class AgendaTrigger(BaseTrigger):  # type: ignore[misc]
+    """APScheduler's view of one pair on the agenda: the next due instant after the last."""
+
+    __slots__ = ("agenda", "pair")
+
+    def __init__(self, agenda: Agenda, pair: Pair) -> None:
+        self.agenda = agenda
+        self.pair = pair
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        if previous_fire_time is None:
+            at = self.agenda.next_due(self.pair, now.timestamp(), inclusive=True)
+        else:
+            at = self.agenda.next_due(self.pair, previous_fire_time.timestamp())
+        return None if at is None else datetime.fromtimestamp(at, UTC)
+
+    def __str__(self) -> str:
+        return f"agenda[{self.pair[0]}:{self.pair[1]}]"
 
 
 class Scheduler:
@@ -51,7 +72,7 @@ class Scheduler:
         self.on_results = on_results
         self.on_lag = on_lag
         self.config = prober.config
-        self.states: dict[Pair, Confirmation] = {}
+        self.agenda = Agenda.from_config(self.config)
         self._running: set[Pair] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._intervals: dict[Pair, float] = {}
@@ -60,6 +81,11 @@ class Scheduler:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self._aps.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
+
+    @property
+    def states(self) -> dict[Pair, Confirmation]:
+        """Each pair's confirmation state (kept by the agenda)."""
+        return self.agenda.states
 
     def _submitted(self, event: JobSubmissionEvent) -> None:
         if event.scheduled_run_times:
@@ -94,78 +120,49 @@ class Scheduler:
         self.config = config
         self.prober.swap(config)
         wanted = pairs_of(config)
-        now = time.time()
+        self.agenda.configure(
+            wanted, confirm_interval=config.confirm_interval, confirm_count=config.confirm_count
+        )
         for pair in list(self._intervals):
             if pair not in wanted:
-                for kind in ("probe", "confirm"):
-                    job = self._aps.get_job(_job_id(kind, pair))
-                    if job is not None:
-                        job.remove()
-                for job in self._aps.get_jobs():
-                    if job.id.startswith(_job_id("watch", pair) + ":"):
-                        job.remove()
+                job = self._aps.get_job(_job_id(pair))
+                if job is not None:
+                    job.remove()
                 del self._intervals[pair]
-                self.states.pop(pair, None)
         for pair, interval in wanted.items():
             if self._intervals.get(pair) == interval:
                 continue
-            start = datetime.fromtimestamp(now + first_run_delay(now, *pair, interval), UTC)
             self._aps.add_job(
                 self._run,
-                IntervalTrigger(seconds=interval, start_date=start, timezone=UTC),
+                AgendaTrigger(self.agenda, pair),
                 args=[pair],
-                id=_job_id("probe", pair),
+                id=_job_id(pair),
                 replace_existing=True,
             )
             self._intervals[pair] = interval
         log.info("event=schedule pairs=%d", len(wanted))
 
+    def _retime(self, pair: Pair, now: float) -> None:
+        """Tell APScheduler the pair's next due instant changed (a confirmation, a watch window)."""
+        at = self.agenda.next_due(pair, now, inclusive=True)
+        job = self._aps.get_job(_job_id(pair))
+        if at is not None and job is not None:
+            job.modify(next_run_time=datetime.fromtimestamp(at, UTC))
+
     def plan_watch(self, schedules: Sequence[Schedule], now: datetime, horizon: float = 2 * 3600.0) -> int:
         """Watch the predicted edges of recurring blackouts in the next `horizon` seconds.
 
-        Each predicted onset or offset (`probe.daemon.watch.edges`) gets one interval job that
-        probes the pair every `confirm_interval` from `margin` before to `margin` after it: the
-        onset is then known to within half a confirm_interval instead of half the base
-        interval. One job per edge, not per instant, keeps 10,000 pairs cheap. Returns how
-        many windows were (re)planned; planning twice replaces the same jobs.
+        The agenda makes each pair concerned due every `confirm_interval` within its margin of
+        each predicted onset or offset (`probe.daemon.watch`): the onset is then known to
+        within half a confirm_interval instead of half the base interval. Returns how many
+        windows were (re)planned; planning twice gives the same instants.
         """
-        planned = 0
-        end = now + timedelta(seconds=horizon)
-        for pair in self._intervals:
-            mine = watch.for_pair(schedules, *pair)
-            for schedule in mine:
-                zone_day = now.astimezone(ZoneInfo(schedule.zone)).date()
-                for offset in (-1, 0, 1):
-                    predicted = watch.edges(schedule, zone_day + timedelta(days=offset))
-                    for edge in predicted or ():
-                        if not now - timedelta(seconds=watch.DEFAULT_MARGIN) <= edge <= end:
-                            continue
-                        self._watch_window(pair, edge)
-                        planned += 1
-        return planned
-
-    def _watch_window(self, pair: Pair, edge: datetime) -> None:
-        margin = timedelta(seconds=watch.DEFAULT_MARGIN)
-        start = max(edge - margin, datetime.now(UTC) + timedelta(seconds=1))
-        self._aps.add_job(
-            self._run,
-            IntervalTrigger(
-                seconds=self.config.confirm_interval, start_date=start, end_date=edge + margin, timezone=UTC
-            ),
-            args=[pair],
-            id=f"watch:{pair[0]}:{pair[1]}:{int(edge.timestamp())}",
-            replace_existing=True,
-        )
-
-    def _confirm_later(self, pair: Pair) -> None:
-        when = datetime.now(UTC) + timedelta(seconds=self.config.confirm_interval)
-        self._aps.add_job(
-            self._run,
-            DateTrigger(run_date=when),
-            args=[pair],
-            id=_job_id("confirm", pair),
-            replace_existing=True,
-        )
+        begin = now.timestamp()
+        self.agenda.forget_before(begin)
+        planned = self.agenda.plan_watch(schedules, begin, begin + horizon)
+        for pair in planned:
+            self._retime(pair, max(begin, time.time()))
+        return sum(planned.values())
 
     async def _run(self, pair: Pair) -> None:
         if pair in self._running or pair not in self._intervals:
@@ -187,12 +184,14 @@ class Scheduler:
                 log.info("event=run-cancelled vantage=%s target=%s", *pair)
                 return
             self.on_results(results)
+            if not results or (results[0].measurement.vantage, results[0].measurement.target) != pair:
+                return  # the pair's probe failed on this machine (Prober.run): no verdict to confirm
             verdict = results[0].analysis.verdict
-            before = self.states.get(pair, Confirmation())
-            after = advance(before, verdict, self.config.confirm_count)
-            self.states[pair] = after
+            before = self.agenda.states.get(pair, Confirmation())
+            now = time.time()
+            after = self.agenda.record(pair, verdict, now)
             if after.confirming:
-                self._confirm_later(pair)
+                self._retime(pair, now)
             if after.confirmed != before.confirmed and before.confirmed is not None:
                 log.info(
                     "event=verdict-change vantage=%s target=%s from=%s to=%s",

@@ -109,3 +109,21 @@ def watch_times(
                 window = _grid(at - margin, at + margin, confirm_interval, phase)
                 found.update(round(t, 6) for t in window if lo <= t < hi)
     return [datetime.fromtimestamp(t, UTC) for t in sorted(found)]
+
+
+def watched_edges(
+    schedules: Sequence[Schedule], start: datetime, end: datetime, margin: float = DEFAULT_MARGIN
+) -> list[datetime]:
+    """The predicted onsets and offsets (UTC, sorted, unique) whose watch window
+    [edge - `margin`, edge + `margin`] meets [`start`, `end`)."""
+    found: set[datetime] = set()
+    reach = timedelta(seconds=margin)
+    for schedule in schedules:
+        zone = ZoneInfo(schedule.zone)
+        day = start.astimezone(zone).date() - timedelta(days=1)
+        while day <= end.astimezone(zone).date() + timedelta(days=1):
+            for edge in edges(schedule, day) or ():
+                if edge - reach < end and edge + reach >= start:
+                    found.add(edge)
+            day += timedelta(days=1)
+    return sorted(found)

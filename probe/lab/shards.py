@@ -1,11 +1,12 @@
-"""A long simulation split by time across processes: one lab and one event loop per core.
+"""A simulation spread across processes: its groups, one lab and one event loop per core.
 
-The probe and the lab share one Python process and one core, so `run` cuts the span into
-`jobs` consecutive stretches on the interval grid and simulates each in its own process,
-all writing to the same database. Each stretch starts with fresh confirmation state, as the
-daemon does after a restart, and learns its schedules for watch windows afresh (the daemon
-would seed them from the database). Ctrl-C (SIGINT to the process group) or SIGTERM makes every
-worker finish its current instant and flush what it measured.
+The probe and the lab share one Python process and one core. A simulation is made of
+independent groups (`probe.lab.simulate.groups_of`: one per censored vantage, each with its
+own agenda, confirmation state, inferred schedules and controls), so `run` deals the groups
+out to `jobs` processes, all writing to the same database. No group waits for another or
+starts without the state it would have had in one process: the measurements are the same
+whatever `jobs` is; only the time taken changes. Ctrl-C (SIGINT to the process group) or
+SIGTERM makes every worker finish its current instant and flush what it measured.
 """
 
 from __future__ import annotations
@@ -14,54 +15,30 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import math
 import multiprocessing
 import queue as queue_module
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from probe.lab.scenario import Scenario
-from probe.lab.simulate import Progress, Simulation, Summary, natural_start, simulate
+from probe.lab.simulate import Group, Progress, Simulation, Summary, groups_of, merge, natural_start, simulate
+from probe.runner import run_async
 
 PROGRESS_EVERY = 0.25
 """Seconds of real time between progress reports from a worker."""
 
 
-def stretches(sim: Simulation, start: dt.datetime, jobs: int) -> list[Simulation]:
-    """`sim` from `start` cut into at most `jobs` consecutive simulations on the interval grid.
+def deal(groups: Sequence[Group], jobs: int) -> list[list[Group]]:
+    """`groups` dealt round-robin to at most `jobs` workers (none left empty).
 
-    >>> s = stretches(Simulation(days=1), dt.datetime(2019, 5, 1, tzinfo=dt.UTC), 2)
-    >>> [(x.start.hour, x.days) for x in s]
-    [(0, 0.5), (12, 0.5)]
+    >>> [[g.index for g in part] for part in deal([Group(i, (), False) for i in range(5)], 2)]
+    [[0, 2, 4], [1, 3]]
     """
-    slots = math.ceil(sim.days * 86400 / sim.interval)
-    per = math.ceil(slots / max(1, min(jobs, slots)))
-    out: list[Simulation] = []
-    for first in range(0, slots, per):
-        span = min(per * sim.interval, sim.days * 86400 - first * sim.interval)
-        begin = start + dt.timedelta(seconds=first * sim.interval)
-        seed = None if sim.seed is None else sim.seed + len(out)
-        out.append(dataclasses.replace(sim, start=begin, days=span / 86400, seed=seed))
-    return out
-
-
-def merge(summaries: list[Summary], elapsed: float) -> Summary:
-    first, last = summaries[0], summaries[-1]
-    total = Summary(start=first.start, end=last.end, reached=min(s.reached for s in summaries))
-    for s in summaries:
-        total.measurements += s.measurements
-        total.runs += s.runs
-        total.confirmations += s.confirmations
-        total.watches += s.watches
-        total.verdicts.update(s.verdicts)
-        total.stopped |= s.stopped
-    if not total.stopped:
-        total.reached = last.end
-    total.elapsed = elapsed
-    return total
+    count = max(1, min(jobs, len(groups)))
+    return [list(groups[i::count]) for i in range(count)]
 
 
 async def _guarded(
@@ -71,6 +48,7 @@ async def _guarded(
     state_dir: Path,
     on_progress: Callable[[Progress], None] | None,
     migrate: bool,
+    groups: Sequence[Group] | None = None,
 ) -> Summary:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -78,16 +56,16 @@ async def _guarded(
         loop.add_signal_handler(signum, stop.set)
     try:
         return await simulate(
-            scenario, sim, url, state_dir, stop=stop, on_progress=on_progress, migrate=migrate
+            scenario, sim, url, state_dir, stop=stop, on_progress=on_progress, migrate=migrate, groups=groups
         )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
 
 
-def _worker(index: int, scenario: Scenario, sim: Simulation, url: str, state_dir: Path, out: Any) -> None:
-    from probe.commands.common import run_async
-
+def _worker(
+    index: int, scenario: Scenario, sim: Simulation, groups: list[Group], url: str, state_dir: Path, out: Any
+) -> None:
     last = 0.0
 
     def report(p: Progress) -> None:
@@ -97,7 +75,7 @@ def _worker(index: int, scenario: Scenario, sim: Simulation, url: str, state_dir
             out.put(("progress", index, p))
 
     try:
-        summary = run_async(_guarded(scenario, sim, url, state_dir, report, migrate=False))
+        summary = run_async(_guarded(scenario, sim, url, state_dir, report, migrate=False, groups=groups))
     except BaseException as exc:
         out.put(("error", index, f"{type(exc).__name__}: {exc}"))
         raise
@@ -117,13 +95,13 @@ def run(
 
     Raises `RuntimeError` naming the first worker that failed.
     """
-    from probe.commands.common import run_async
     from probe.store import upgrade
 
     start = (sim.start or natural_start(scenario)).astimezone(dt.UTC)
-    parts = stretches(sim, start, jobs)
+    sim = dataclasses.replace(sim, start=start)
+    parts = deal(groups_of(scenario, sim), jobs)
     if len(parts) == 1:
-        return run_async(_guarded(scenario, parts[0], url, Path(state_dir), on_progress, migrate=True))
+        return run_async(_guarded(scenario, sim, url, Path(state_dir), on_progress, migrate=True))
     upgrade(url)  # once, before several processes could race to create the tables
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
@@ -131,7 +109,7 @@ def run(
     workers = [
         context.Process(
             target=_worker,
-            args=(i, scenario, part, url, Path(state_dir) / f"job{i}", out),
+            args=(i, scenario, sim, part, url, Path(state_dir), out),
             name=f"curfew-simulate-{i}",
         )
         for i, part in enumerate(parts)
@@ -171,12 +149,13 @@ def run(
                     w.terminate()
     if errors or len(done) < len(workers):
         raise RuntimeError(errors[0] if errors else "a simulation worker died")
-    return merge([done[i] for i in range(len(workers))], time.monotonic() - began)
+    end = start + dt.timedelta(days=sim.days)
+    return merge([done[i] for i in range(len(workers))], time.monotonic() - began, start, end)
 
 
-def _overall(latest: dict[int, Progress], parts: list[Simulation], began: float) -> Progress:
-    total_days = sum(p.days for p in parts)
-    fraction = sum(latest[i].fraction * parts[i].days for i in latest) / total_days
+def _overall(latest: dict[int, Progress], parts: list[list[Group]], began: float) -> Progress:
+    total = sum(len(p) for p in parts)
+    fraction = sum(latest[i].fraction * len(parts[i]) for i in latest) / total
     measurements = sum(p.measurements for p in latest.values())
     now = min(p.now for p in latest.values())
     return Progress(fraction, now, measurements, time.monotonic() - began)

@@ -31,19 +31,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import heapq
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from probe.config import Config, parse_config
+from probe.daemon.agenda import Agenda, intervals_of
 from probe.daemon.prober import Prober
-from probe.daemon.schedule import Confirmation, advance, spread_offset
-from probe.daemon.watch import DEFAULT_MARGIN, for_pair, watch_times
+from probe.daemon.watch import DEFAULT_MARGIN
 from probe.engine import measure
 from probe.episodes.monitor import Monitor
 from probe.lab.lab import Lab
@@ -194,8 +193,11 @@ def prepare(scenario: Scenario, sim: Simulation) -> Scenario:
     return scenario.model_copy(update={"targets": targets})
 
 
-def simulation_config(lab_config: dict[str, Any], sim: Simulation) -> Config:
-    """The lab's curfew config with the simulation's schedule, short deadlines and filters."""
+def simulation_config(
+    lab_config: dict[str, Any], sim: Simulation, vantages: Iterable[str] | None = None
+) -> Config:
+    """The lab's curfew config with the simulation's schedule, short deadlines and filters;
+    `vantages` narrows it further (a group's), control vantages always kept."""
     data = dict(lab_config)
     step = sim.step_timeout
     data.update(
@@ -219,6 +221,8 @@ def simulation_config(lab_config: dict[str, Any], sim: Simulation) -> Config:
         },
     )
     data["vantages"] = _keep(data["vantages"], sim.vantages, "vantage")
+    if vantages is not None:
+        data["vantages"] = _keep(data["vantages"], vantages, "vantage")
     data["targets"] = _keep(data["targets"], sim.targets, "target")
     return parse_config(data, "<simulation>")
 
@@ -233,118 +237,50 @@ def _keep(entries: list[dict[str, Any]], wanted: Iterable[str] | None, kind: str
     return [e for e in entries if e["name"] in wanted or e.get("control")]
 
 
-class _Agenda:
-    """Due instants as unix seconds: each pair's base slots, its watch instants, and at most
-    one pending confirmation per pair (a new one replaces it, like the daemon's confirm job)."""
+@dataclass(frozen=True)
+class Group:
+    """The vantages one simulation world probes: one censored vantage (its pairs on its own
+    agenda, with its own Prober, Monitor and lab), and, in the first group only, the control
+    vantages' own pairs. Every group measures the controls its verdicts need; the control
+    vantages' measurements are stored by the first group only.
 
-    def __init__(self, config: Config, start: float, end: float, spread: bool) -> None:
-        self.end = end
-        self._heap: list[tuple[float, int, Pair, str]] = []
-        self._seq = 0
-        self._intervals: dict[Pair, float] = {}
-        self._confirm_at: dict[Pair, float] = {}
-        for v in config.vantages:
-            for t in config.targets:
-                pair = (v.name, t.name)
-                interval = t.interval or config.interval
-                self._intervals[pair] = interval
-                offset = spread_offset(*pair, interval) if spread else 0.0
-                self._push(start + offset, pair, "probe")
+    Groups share nothing, so a run is the same whether they go one after another in one
+    process or side by side in several (`probe.lab.shards`): that is what makes `--jobs`
+    change the speed and never the measurements.
+    """
 
-    def _push(self, when: float, pair: Pair, kind: str) -> None:
-        if when < self.end:
-            self._seq += 1
-            heapq.heappush(self._heap, (round(when, 6), self._seq, pair, kind))
-
-    def confirm(self, pair: Pair, when: float) -> None:
-        self._confirm_at[pair] = round(when, 6)
-        self._push(when, pair, "confirm")
-
-    def watch(self, pair: Pair, when: float) -> None:
-        self._push(when, pair, "watch")
-
-    def peek(self) -> float | None:
-        """The earliest instant queued (perhaps a replaced confirmation); None when empty."""
-        return self._heap[0][0] if self._heap else None
-
-    def next(self) -> tuple[float, list[Pair], int, int] | None:
-        """The next instant, the pairs due at it (in order of first scheduling), how many of
-        them are confirmations and how many are due for a watch window only; None when the
-        span is done."""
-        while self._heap:
-            when = self._heap[0][0]
-            due: dict[Pair, None] = {}
-            watched: set[Pair] = set()
-            regular: set[Pair] = set()
-            confirmations = 0
-            while self._heap and self._heap[0][0] == when:
-                _, _, pair, kind = heapq.heappop(self._heap)
-                if kind == "probe":
-                    self._push(when + self._intervals[pair], pair, "probe")
-                    regular.add(pair)
-                elif kind == "watch":
-                    watched.add(pair)
-                elif self._confirm_at.get(pair) == when:
-                    del self._confirm_at[pair]
-                    confirmations += 1
-                    regular.add(pair)
-                else:
-                    continue  # replaced by a later confirmation
-                due[pair] = None
-            if due:
-                return when, list(due), confirmations, len(watched - regular)
-        return None
+    index: int
+    vantages: tuple[str, ...]
+    """The censored vantages whose pairs this group schedules (one, or none: controls only)."""
+    controls: bool
+    """Schedule and store the control vantages' own pairs too (the first group)."""
 
 
-class _Watch:
-    """The daemon's `Monitor`, fed every result, and the watch windows planned from the
-    schedules it infers, once every `PLAN_EVERY` seconds of virtual time."""
+def groups_of(scenario: Scenario, sim: Simulation) -> list[Group]:
+    """The groups of a simulation, in a fixed order (scenario order of the vantages).
 
-    def __init__(self, config: Config, sim: Simulation, start: float) -> None:
-        zones = {v.name: v.timezone for v in config.vantages}
-        self.monitor = Monitor(
-            zones,
-            open_after=sim.confirm_count,
-            close_after=sim.confirm_count,
-            min_span=sim.confirm_interval * sim.confirm_count,
-        )
-        self.intervals = {
-            (v.name, t.name): t.interval or config.interval for v in config.vantages for t in config.targets
-        }
-        self.monitor.set_config(zones, self.intervals)
-        self.sim = sim
-        self.start = start
-        self.next_plan = start
-
-    def plan(self, agenda: _Agenda) -> None:
-        """Queue the watch instants of the next `PLAN_EVERY` seconds."""
-        begin = dt.datetime.fromtimestamp(self.next_plan, dt.UTC)
-        self.next_plan += PLAN_EVERY
-        end = dt.datetime.fromtimestamp(self.next_plan, dt.UTC)
-        schedules = self.monitor.snapshot(begin).schedules
-        for pair, interval in self.intervals.items():
-            mine = for_pair(schedules, *pair)
-            if not mine:
-                continue
-            # On the pair's own grid, so watch probes and base slots coincide where they meet.
-            phase = self.start + (spread_offset(*pair, interval) if self.sim.spread else 0.0)
-            times = watch_times(
-                mine,
-                begin,
-                end,
-                confirm_interval=self.sim.confirm_interval,
-                margin=self.sim.watch_margin,
-                phase=phase,
-            )
-            for t in times:
-                agenda.watch(pair, t.timestamp())
+    >>> from probe.lab import load_scenario
+    >>> [g.vantages for g in groups_of(load_scenario("kazakhstan-2019"), Simulation(days=1))]
+    [('kz-almaty',), ('kz-astana',), ('kz-mobile',)]
+    """
+    censored = [v.name for v in scenario.vantages if not v.control]
+    if sim.vantages is not None:
+        unknown = set(sim.vantages) - {v.name for v in scenario.vantages}
+        if unknown:
+            raise ValueError(f"unknown vantage {sorted(unknown)[0]!r}")
+        censored = [v for v in censored if v in sim.vantages]
+    if not censored:
+        return [Group(0, (), True)]
+    return [Group(i, (name,), i == 0) for i, name in enumerate(censored)]
 
 
-def _controls_first(config: Config, pairs: list[Pair]) -> list[Pair]:
-    """Control pairs start first, so the other runs of the instant share them."""
+def _controls_first(config: Config, pairs: Iterable[Pair]) -> list[Pair]:
+    """Pairs that are controls for others start first, so the other runs of the instant share
+    them instead of measuring them a second time: control targets (the control vantage's
+    runs need them too), then the control vantages' pairs, then the rest."""
     control_vantages = {v.name for v in config.vantages if v.control}
     control_targets = {t.name for t in config.targets if t.control}
-    return sorted(pairs, key=lambda p: p[0] not in control_vantages and p[1] not in control_targets)
+    return sorted(pairs, key=lambda p: (p[1] not in control_targets, p[0] not in control_vantages))
 
 
 async def simulate(
@@ -356,49 +292,117 @@ async def simulate(
     stop: asyncio.Event | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     migrate: bool = True,
+    groups: Sequence[Group] | None = None,
 ) -> Summary:
     """Run the simulation and write its measurements to `database_url`.
 
-    `state_dir` holds the lab's certificates and the store's spool. Setting `stop` ends the
-    run after the current instant; what was measured is written. Raises `ValueError` for an
-    unknown vantage/target filter, `StoreError` for a bad database URL. `migrate` False:
-    the schema is already at head (a parallel run migrates once, before its workers start).
+    Every group (`groups_of`, or the `groups` given) is simulated in turn, each with its own
+    lab. `state_dir` holds the labs' certificates and the store's spool. Setting `stop` ends
+    the run after the current instant; what was measured is written. Raises `ValueError`
+    for an unknown vantage/target filter, `StoreError` for a bad database URL. `migrate`
+    False: the schema is already at head (a parallel run migrates once, before its workers
+    start).
     """
     sim.check()
+    chosen = list(groups) if groups is not None else groups_of(scenario, sim)
     start = (sim.start or natural_start(scenario)).astimezone(dt.UTC)
-    end = start + dt.timedelta(days=sim.days)
     stop = stop or asyncio.Event()
+    summaries: list[Summary] = []
+    began = time.monotonic()
+    for n, group in enumerate(chosen):
+        if stop.is_set():
+            break
+
+        def progress(p: Progress, done: int = n) -> None:
+            if on_progress is not None:
+                fraction = (done + p.fraction) / len(chosen)
+                measured = sum(s.measurements for s in summaries) + p.measurements
+                on_progress(Progress(fraction, p.now, measured, time.monotonic() - began))
+
+        summaries.append(
+            await _simulate_group(
+                scenario, sim, group, start, database_url, state_dir, stop, progress, migrate and n == 0
+            )
+        )
+    return merge(summaries, time.monotonic() - began, start, start + dt.timedelta(days=sim.days))
+
+
+def merge(summaries: Sequence[Summary], elapsed: float, start: dt.datetime, end: dt.datetime) -> Summary:
+    """One summary for several groups (or shards of groups)."""
+    total = Summary(start=start, end=end, reached=end)
+    for s in summaries:
+        total.measurements += s.measurements
+        total.runs += s.runs
+        total.confirmations += s.confirmations
+        total.watches += s.watches
+        total.verdicts.update(s.verdicts)
+        total.stopped |= s.stopped
+        total.reached = min(total.reached, s.reached)
+    if not summaries:
+        total.reached = start
+    total.elapsed = elapsed
+    return total
+
+
+async def _simulate_group(
+    scenario: Scenario,
+    sim: Simulation,
+    group: Group,
+    start: dt.datetime,
+    database_url: str,
+    state_dir: Path,
+    stop: asyncio.Event,
+    on_progress: Callable[[Progress], None],
+    migrate: bool,
+) -> Summary:
+    end = start + dt.timedelta(days=sim.days)
     summary = Summary(start=start, end=end, reached=start)
     clock = VirtualClock(start)
     probe_clock = ProbeClock(clock)
-    state_dir = Path(state_dir)
-    async with Lab(prepare(scenario, sim), state_dir / "lab", loss=sim.loss, seed=sim.seed) as lab:
-        config = simulation_config(lab.curfew_config(), sim)
+    group_dir = Path(state_dir) / f"group{group.index}"
+    seed = None if sim.seed is None else sim.seed + group.index
+    async with Lab(prepare(scenario, sim), group_dir / "lab", loss=sim.loss, seed=seed) as lab:
+        config = simulation_config(lab.curfew_config(), sim, group.vantages)
         networks = {v.name: vantage_network(v, config) for v in config.vantages}
+        control_vantages = {v.name for v in config.vantages if v.control}
+        scheduled = {
+            pair: interval
+            for pair, interval in intervals_of(config).items()
+            if pair[0] in group.vantages or (group.controls and pair[0] in control_vantages)
+        }
 
         async def measure_pair(vantage: str, target: str) -> Measurement:
             return await measure(config.target(target), networks[vantage], config.probe, probe_clock)
 
         prober = Prober(config, clock, measure_fn=measure_pair)
-        agenda = _Agenda(config, start.timestamp(), end.timestamp(), sim.spread)
-        watch = _Watch(config, sim, start.timestamp()) if sim.watch else None
-        states: dict[Pair, Confirmation] = {}
+        agenda = Agenda(
+            scheduled,
+            confirm_interval=sim.confirm_interval,
+            confirm_count=sim.confirm_count,
+            anchor=start.timestamp(),
+            spread=sim.spread,
+            watch_margin=sim.watch_margin,
+        )
+        monitor = _monitor(config, sim) if sim.watch else None
+        next_plan = start.timestamp()
         deadline = config.probe.timeouts.total * 2 + RUN_MARGIN
-        store = await Store.open(database_url, state_dir / "spool", migrate=migrate)
+        store = await Store.open(database_url, group_dir / "spool", migrate=migrate)
         began = time.monotonic()
         try:
             await store.sync_inventory(config)
-            while not stop.is_set():
-                upcoming = agenda.peek()
-                if watch is not None and upcoming is not None and upcoming >= watch.next_plan:
-                    watch.plan(agenda)  # before anything of the new day runs
+            due = agenda.next(start.timestamp(), inclusive=True)
+            while not stop.is_set() and due.when < end.timestamp():
+                if monitor is not None and due.when >= next_plan:
+                    # Plan the next day before anything of it runs, from what is known now.
+                    schedules = monitor.snapshot(dt.datetime.fromtimestamp(next_plan, dt.UTC)).schedules
+                    agenda.plan_watch(schedules, next_plan, next_plan + PLAN_EVERY)
+                    agenda.forget_before(next_plan)
+                    next_plan += PLAN_EVERY
+                    due = agenda.next(due.when, inclusive=True)
                     continue
-                if (due := agenda.next()) is None:
-                    break
-                when, pairs, confirmations, watches = due
-                clock.current = dt.datetime.fromtimestamp(when, dt.UTC)
+                clock.current = dt.datetime.fromtimestamp(due.when, dt.UTC)
                 lab.set_time(clock.current)
-                pairs = _controls_first(config, pairs)
+                pairs = _controls_first(config, due.pairs)
                 runs = await asyncio.gather(
                     *(asyncio.wait_for(prober.run(*pair), deadline) for pair in pairs), return_exceptions=True
                 )
@@ -407,25 +411,23 @@ async def simulate(
                         if isinstance(results, TimeoutError):
                             continue  # abandoned like the daemon's; the pair fires again later
                         raise results
-                    _record(store, results, summary)
-                    if watch is not None:
+                    kept = [
+                        r for r in results if group.controls or r.measurement.vantage not in control_vantages
+                    ]
+                    _record(store, kept, summary)
+                    if monitor is not None:
                         for result in results:
-                            watch.monitor.observe(result)
-                    after = advance(
-                        states.get(pair, Confirmation()), results[0].analysis.verdict, sim.confirm_count
-                    )
-                    states[pair] = after
-                    if after.confirming:
-                        agenda.confirm(pair, when + sim.confirm_interval)
+                            monitor.observe(result)
+                    agenda.record(pair, results[0].analysis.verdict, due.when)
                 summary.runs += len(pairs)
-                summary.confirmations += confirmations
-                summary.watches += watches
+                summary.confirmations += due.confirmations
+                summary.watches += due.watch_only
                 summary.reached = clock.current
                 summary.elapsed = time.monotonic() - began
-                if on_progress is not None:
-                    span = (end - start).total_seconds()
-                    done = (clock.current - start).total_seconds() / span
-                    on_progress(Progress(done, clock.current, summary.measurements, summary.elapsed))
+                span = (end - start).total_seconds()
+                done = (clock.current - start).total_seconds() / span
+                on_progress(Progress(done, clock.current, summary.measurements, summary.elapsed))
+                due = agenda.next(due.when)
             if not stop.is_set():
                 summary.reached = end
         finally:
@@ -433,6 +435,19 @@ async def simulate(
             await store.close()
             summary.elapsed = time.monotonic() - began
     return summary
+
+
+def _monitor(config: Config, sim: Simulation) -> Monitor:
+    """The daemon's blackout monitor, whose inferred schedules place the watch windows."""
+    zones = {v.name: v.timezone for v in config.vantages}
+    monitor = Monitor(
+        zones,
+        open_after=sim.confirm_count,
+        close_after=sim.confirm_count,
+        min_span=sim.confirm_interval * sim.confirm_count,
+    )
+    monitor.set_config(zones, intervals_of(config))
+    return monitor
 
 
 def _record(store: Store, results: list[Result], summary: Summary) -> None:

@@ -117,6 +117,18 @@ SPOOLED: Final = Family(
 WRITE_ERRORS: Final = Family(
     "curfew_store_write_errors", "counter", "Failed writes of measurements to the database."
 )
+CONTROL_FAILURES: Final = Family(
+    "curfew_control_failures",
+    "counter",
+    "Test-helper exchanges that gave no control, by helper (its host) and reason "
+    "(timeout, unreachable, http_status, too_large, bad_answer).",
+)
+LOCAL_FAILURES: Final = Family(
+    "curfew_probe_local_failures",
+    "counter",
+    "Probes that failed on this machine (out of descriptors, memory, buffers or local ports), by "
+    "reason; not measurements of the network, so neither judged nor stored.",
+)
 JOURNAL_WRITE_ERRORS: Final = Family(
     "curfew_journal_write_errors",
     "counter",

@@ -19,7 +19,8 @@ import orjson
 
 from probe.config import Config, Target, Vantage
 from probe.episodes.pattern import local_slot
-from probe.model import Measurement, Result, phase_durations
+from probe.model import ControlRecord, Measurement, Result, phase_durations
+from probe.redaction import redact_url
 
 Row = dict[str, Any]
 
@@ -54,9 +55,29 @@ def measurement_dict(m: Measurement, *, keep_body_sample: bool = True) -> dict[s
     return d
 
 
-def observations_json(m: Measurement, verdict: str) -> bytes:
-    """The `observations` column: the measurement as JSON, the body sample only if not "ok"."""
-    return _dumps(measurement_dict(m, keep_body_sample=verdict != "ok"))
+def control_dict(control: ControlRecord) -> dict[str, Any]:
+    """The keys a result's control adds to its observations: OONI's `control` (THResponse
+    JSON) and `control_failure`, and curfew's `x_control` (where it came from and what else
+    the verdict was judged with, for `probe.analysis.replay`)."""
+    extra: dict[str, Any] = {
+        "role": control.role,
+        "source": control.source,
+        "controls": list(control.controls),
+    }
+    if control.peers:
+        extra["peers"] = list(control.peers)
+    if control.measurement is not None:
+        extra["measurement"] = measurement_dict(control.measurement, keep_body_sample=False)
+    return {"control": control.response, "control_failure": control.failure, "x_control": extra}
+
+
+def observations_json(m: Measurement, verdict: str, control: ControlRecord | None = None) -> bytes:
+    """The `observations` column: the measurement as JSON, the body sample only if not "ok",
+    and the control it was judged with (`control_dict`), if known."""
+    d = measurement_dict(m, keep_body_sample=verdict != "ok")
+    if control is not None:
+        d.update(control_dict(control))
+    return _dumps(d)
 
 
 def encode(result: Result, zone: tzinfo | None = None) -> tuple[Row, bytes]:
@@ -89,7 +110,7 @@ def encode(result: Result, zone: tzinfo | None = None) -> tuple[Row, bytes]:
         "local_day": local_day,
         "local_hour": local_hour,
     }
-    observations, analysis = observations_json(m, a.verdict), _dumps(a)
+    observations, analysis = observations_json(m, a.verdict, result.control), _dumps(a)
     line = _LINE % (_dumps(row), observations, analysis)
     row["observations"] = observations
     row["analysis"] = analysis
@@ -237,14 +258,20 @@ def vantage_row(v: Vantage, now: datetime) -> Row:
         "name": v.name,
         "timezone": v.timezone,
         "control": v.control,
-        "labels": dict(v.labels),
+        # OONI's identity of the vantage's network travels with its labels (read by the export).
+        "labels": {**v.labels, **_network_labels(v)},
         "source_address": v.source_address,
-        "resolver": v.resolver,
+        "resolver": redact_url(v.resolver),
         "proxy": without_userinfo(v.proxy),
         "active": True,
         "first_seen": now,
         "last_seen": now,
     }
+
+
+def _network_labels(v: Vantage) -> dict[str, str]:
+    keys = {"probe_cc": v.probe_cc, "probe_asn": v.probe_asn, "probe_network_name": v.probe_network_name}
+    return {key: value for key, value in keys.items() if value is not None}
 
 
 def target_row(t: Target, now: datetime) -> Row:

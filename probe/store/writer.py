@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -72,20 +74,23 @@ class Store:
         *,
         flush_interval: float,
         upgrade_url: str | None = None,
+        schema: Callable[[], Awaitable[None]] | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         self._engine = engine
         self._inserter = bulk.inserter(engine)
         self._spool = spool
         self._flush_interval = flush_interval
-        self._upgrade_url = upgrade_url  # set while migrations are still to run
+        if schema is None and upgrade_url is not None:
+            schema = functools.partial(asyncio.to_thread, _upgrade, upgrade_url, connect_timeout)
+        self._schema = schema  # set while migrations are still to run: awaited before a write
         self._zones: dict[str, ZoneInfo] = {}  # vantage -> its zone, from sync_inventory
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()  # set after every write attempt
         self._attempts = 0
         self._write_errors = 0
-        self._lost = 0
+        self._closing = False
         self._down_since: float | None = None  # loop time of an outage's first failed write
         self._down_reason = ""
         self._down_said_at = 0.0
@@ -106,6 +111,7 @@ class Store:
         flush_interval: float = 0.5,
         migrate: bool = True,
         memory_rows: int = 20_000,
+        schema: Callable[[], Awaitable[None]] | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         command_timeout: float = COMMAND_TIMEOUT,
     ) -> Store:
@@ -115,6 +121,10 @@ class Store:
         seconds. `migrate` brings the schema to head first; if the database is unreachable
         then, the store opens anyway, and migrates and writes once it is back.
         At most `memory_rows` rows are held in memory; the rest wait on disk.
+        `schema`: the caller migrates (the daemon does, under its supervisor, so that a
+        database that never answers cannot hold up start-up); awaited before each write until
+        it returns, it raises (`StoreError`) while the schema is not ready, and nothing is
+        migrated here.
         A PostgreSQL server that does not answer fails a connection attempt (the migration's
         too) after `connect_timeout` seconds and a statement after `command_timeout`: `open`,
         each write attempt, `sync_inventory` and `close` are bounded whatever it does.
@@ -124,7 +134,7 @@ class Store:
             raise ValueError("batch_size must be >= 1 and flush_interval > 0")
         engine = create_engine(url, connect_timeout=connect_timeout, command_timeout=command_timeout)
         upgrade_url = None
-        if migrate:
+        if migrate and schema is None:
             try:
                 await asyncio.to_thread(_upgrade, url, connect_timeout)
             except StoreError as exc:
@@ -140,6 +150,7 @@ class Store:
             spool,
             flush_interval=flush_interval,
             upgrade_url=upgrade_url,
+            schema=schema,
             connect_timeout=connect_timeout,
         )
 
@@ -189,6 +200,7 @@ class Store:
         """
         if self._closed:
             return self.lost
+        self._closing = True
         try:
             await self.flush()
         finally:
@@ -214,7 +226,6 @@ class Store:
 
     def _report_lost(self) -> None:
         lost = self._spool.not_on_disk()
-        self._lost = len(lost)
         if lost:
             log.error(
                 event(
@@ -229,19 +240,25 @@ class Store:
 
     @property
     def lost(self) -> int:
-        """After `close()`: measurements neither in the database nor on disk (see `close`)."""
-        return self._lost
+        """Once `close()` has begun: measurements neither in the database nor on disk (see
+        `close`); also when a caller gave up waiting for `close()` to finish."""
+        return self._spool.unjournaled if self._closing else 0
 
     async def sync_inventory(self, config: Config) -> None:
         """Upsert the configured vantages and targets; mark the others inactive.
 
         Raises `StoreError` if the database cannot be reached.
         """
-        self._zones = {v.name: ZoneInfo(v.timezone) for v in config.vantages}
+        self.set_zones(config)
         now = datetime.now(UTC)
         with database_errors("inventory"):
             async with self._engine.begin() as conn:
                 await queries.upsert_inventory(conn, config, now)
+
+    def set_zones(self, config: Config) -> None:
+        """Take the vantages' zones (each row's local day and hour) from `config`; at once, where
+        `sync_inventory` may have to wait for the database."""
+        self._zones = {v.name: ZoneInfo(v.timezone) for v in config.vantages}
 
     async def apply_retention(self, older_than: datetime) -> int:
         """Delete measurements started before `older_than`; returns how many.
@@ -338,10 +355,10 @@ class Store:
         """Write `segments` in one transaction. False if the database could not take them."""
         rows: list[Row] = []
         try:
-            if self._upgrade_url is not None:
-                await asyncio.to_thread(_upgrade, self._upgrade_url, self._connect_timeout)
+            if self._schema is not None:
+                await self._schema()
                 log.info(event("database-migrated", spooled=self._spool.pending))
-                self._upgrade_url = None
+                self._schema = None
             for seg in segments:
                 rows += seg.rows if seg.rows is not None else await asyncio.to_thread(self._spool.rows, seg)
             if rows:
