@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -31,15 +31,17 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from probe.config import Config
+from probe.episodes.model import EpisodeEvent
 from probe.model import Result
-from probe.store import bulk, migrate, queries
+from probe.store import blackouts, bulk, migrate, queries
 from probe.store.engine import COMMAND_TIMEOUT, CONNECT_TIMEOUT, StoreError, create_engine
 from probe.store.errors import database_errors, describe, is_database_error
 from probe.store.events import event
-from probe.store.mapping import Row, encode, spool_line
+from probe.store.mapping import EPISODE, Row, encode, encode_episode, spool_line
 from probe.store.spool import Segment, Spool
 
 log = logging.getLogger(__name__)
+_UTC = ZoneInfo("UTC")
 
 BACKOFF_INITIAL = 0.1
 BACKOFF_MAX = 5.0
@@ -165,6 +167,18 @@ class Store:
         if self._closed:
             raise RuntimeError("submit() on a closed Store")
         row, line = encode(result, self._zones.get(result.measurement.vantage))
+        self._journal(row, line)
+
+    def submit_episodes(self, events: Sequence[EpisodeEvent]) -> None:
+        """Journal the state each event leaves its episode in, to be written (upserted by its
+        identity) in order with the measurements; returns at once, like `submit`."""
+        if self._closed:
+            raise RuntimeError("submit_episodes() on a closed Store")
+        for e in events:
+            episode = e.episode
+            self._journal(*encode_episode(episode, self._zones.get(episode.vantage) or _UTC))
+
+    def _journal(self, row: Row, line: bytes) -> None:
         was_empty = self._spool.current is None
         if self._spool.append(row, line, self._loop.time()) or was_empty:
             self._wake.set()
@@ -361,8 +375,7 @@ class Store:
                 self._schema = None
             for seg in segments:
                 rows += seg.rows if seg.rows is not None else await asyncio.to_thread(self._spool.rows, seg)
-            if rows:
-                await self._inserter.insert(rows)
+            await self._insert(rows)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -378,6 +391,16 @@ class Store:
         for seg in segments:
             self._spool.done(seg)
         return True
+
+    async def _insert(self, rows: list[Row]) -> None:
+        """Measurements through the hot path, then episodes upserted in their journal order."""
+        measurements = [row for row in rows if EPISODE not in row]
+        if measurements:
+            await self._inserter.insert(measurements)
+        episodes = [row[EPISODE] for row in rows if EPISODE in row]
+        if episodes:
+            async with self._engine.begin() as conn:
+                await blackouts.save_rows(conn, episodes)
 
     def _write_failed(self, exc: Exception) -> None:
         """Count a failed attempt; say so when an outage starts, when its reason changes, and
@@ -425,7 +448,7 @@ class Store:
         rejected = []
         for row in rows:
             try:
-                await self._inserter.insert([row])
+                await self._insert([row])
             except Exception as exc:
                 if not _is_bad_data(exc):
                     raise
