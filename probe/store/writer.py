@@ -239,7 +239,9 @@ class Store:
         return self.lost
 
     def _report_lost(self) -> None:
-        lost = self._spool.not_on_disk()
+        held = self._spool.not_on_disk()
+        lost = [row for row in held if EPISODE not in row]
+        episodes = [row[EPISODE] for row in held if EPISODE in row]
         if lost:
             log.error(
                 event(
@@ -249,6 +251,16 @@ class Store:
                     first=lost[0].get("started_at"),
                     last=lost[-1].get("started_at"),
                     uids=",".join(str(row.get("uid")) for row in lost),
+                )
+            )
+        if episodes:  # states of episodes: `curfew analyze --rebuild` finds them again
+            names = (f"{e['vantage']}/{e['target'] or '-'}@{e['onset_before']}" for e in episodes)
+            log.error(
+                event(
+                    "episode-states-lost",
+                    count=len(episodes),
+                    reason=self._spool.last_error or "not written",
+                    episodes=",".join(names),
                 )
             )
 
