@@ -110,7 +110,7 @@ class Daemon:
             self.migration.add_done_callback(self._migrated)
             self._sync_inventory(store)
             await self._restore(monitor, episodes_engine)
-            episode_writer = blackouts.BlackoutWriter(episodes_engine, zones)
+            episode_writer = blackouts.BlackoutWriter(store, zones)  # onto the journal
             metrics.registry.register(BlackoutCollector(lambda: monitor.snapshot(datetime.now(UTC))))
             metrics.set_pairs(pairs_of(config))
             metrics.set_spool_source(lambda: store.spooled)
