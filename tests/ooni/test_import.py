@@ -144,12 +144,16 @@ def test_a_truncated_gzip_keeps_what_came_before_and_fails(
     assert "truncated gzip file" in capsys.readouterr().err
 
 
-def test_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+def test_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], compressed: bool
+) -> None:
     import io
     import sys
 
-    text = "".join(json.dumps(m) + "\n" for m in _every_technique(True)[:3])
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    data = "".join(json.dumps(m) + "\n" for m in _every_technique(True)[:3]).encode()
+    data = gzip.compress(data) if compressed else data
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(data))))
     assert main(["import", "--ooni", "-", "--db", _db(tmp_path)]) == 0
     assert "3 measurements imported" in capsys.readouterr().err
 
