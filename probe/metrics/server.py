@@ -38,7 +38,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Final
 
-from probe.metrics.admission import Limits, Slot, choose_victim, free_descriptors
+from probe.metrics.admission import FreeDescriptors, Limits, Slot, choose_victim
 from probe.metrics.collector import Metrics
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ class MetricsServer:
         self._connections: dict[asyncio.Task[None], _Connection] = {}
         self._changed = asyncio.Event()
         self._render_gate = asyncio.Semaphore(1)
+        self._free = FreeDescriptors()
         self._refused = 0
         self._logged_at = -LOG_EVERY
         self.host = ""
@@ -170,7 +171,7 @@ class MetricsServer:
         """At the connection cap, or too few descriptors left for the rest of the daemon."""
         if len(self._connections) >= self.limits.max_connections:
             return True
-        free = free_descriptors()
+        free = self._free(time.monotonic())
         return free is not None and free < self.limits.reserved()
 
     def _victim(self) -> _Connection | None:
@@ -195,6 +196,7 @@ class MetricsServer:
                 self._note_refused(f"accept-failed:{errno.errorcode.get(exc.errno or 0, exc.errno)}")
                 await asyncio.sleep(ACCEPT_PAUSE)
                 continue
+            self._free.took(client.fileno())
             if not await self._make_room():
                 client.close()
                 self._note_refused("limit")
@@ -254,7 +256,7 @@ class MetricsServer:
                 "refused_or_evicted=%d",
                 why,
                 len(self._connections),
-                free_descriptors(),
+                self._free(time.monotonic()),
                 self._refused,
             )
 
