@@ -505,3 +505,19 @@ async def _respond(
 def _head(status: int, fields: list[tuple[str, str]]) -> bytes:
     head = f"HTTP/1.1 {status} {REASONS[status]}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
     return (head + "\r\n").encode("latin-1")
+
+
+def listen_problem(host: str, port: int) -> OSError | None:
+    """Why `serve_metrics(host, port)` would fail (in use, not an address of this machine,
+    privileged), or None: binds as asyncio's server does (SO_REUSEADDR) and releases at once.
+    For `curfew check` and the start of `curfew run`."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc
+    return None
