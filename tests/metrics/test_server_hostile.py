@@ -148,7 +148,11 @@ async def test_slowloris_is_cut_off_after_the_head_timeout(server: MetricsServer
                 if reader.at_eof():
                     break
                 await asyncio.sleep(0.1)
-        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server, no response
+        try:
+            rest = await asyncio.wait_for(reader.read(), 5)
+        except ConnectionResetError:
+            rest = b""  # the server aborts a connection it gives up on: a reset is a close too
+        assert rest == b""  # closed by the server, no response
         assert loop.time() - started < 3.0
     finally:
         writer.close()
