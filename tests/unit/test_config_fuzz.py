@@ -265,9 +265,11 @@ def _cases(tmp: Path) -> Iterator[bytes]:
 
 
 def build_like_run(config: Config) -> None:
-    """Everything `curfew run` builds from a config before its first probe, without probing:
-    the vantages' networks and TLS contexts, the schedule's triggers, the episode monitor, the
-    database engine, each target's GET, each proxy, the metrics address, the retention cutoff."""
+    """Everything `curfew run` builds from a config before its first probe, without probing
+    (probe.daemon.run.Daemon.run, less the store and the listening socket, which preflight
+    checks): the metrics' series, the vantages' networks, TLS contexts and helper pools, the
+    schedule's triggers, the episode monitor, the database engine, each target's GET, each
+    proxy, the metrics address, the retention cutoff."""
     from python_socks.async_.asyncio import Proxy
 
     from probe.daemon.prober import Prober
@@ -275,10 +277,13 @@ def build_like_run(config: Config) -> None:
     from probe.engine import _split
     from probe.episodes.monitor import Monitor
     from probe.layers.http import _request
+    from probe.metrics import Metrics
     from probe.store.engine import create_engine
 
     async def build() -> None:
-        prober = Prober(config)
+        metrics = Metrics()
+        metrics.set_pairs(pairs_of(config))
+        prober = Prober(config, on_local_failure=metrics.observe_local_failure)
         scheduler = Scheduler(prober, lambda _: None)
         scheduler.apply(config)
         zones = {v.name: v.timezone for v in config.vantages}
