@@ -328,6 +328,7 @@ RELOADABLE: frozenset[str] = frozenset(
         "metrics",
         "vantages",
         "targets",
+        "helpers",  # the prober's helper clients are rebuilt (asks in flight finish on the old ones)
     }
 )
 
