@@ -113,13 +113,16 @@ def check_database_url(value: str) -> None:
     backend = url["name"].split("+", 1)[0]
     if backend not in ("sqlite", "postgresql", "postgres"):
         raise ValueError(expected)
+    host = url["ipv4host"] or url["ipv6host"]
+    if "@" in value.partition("://")[2].partition("@")[2].partition("?")[0]:
+        # SQLAlchemy ends the password at its first "@": the rest would be taken for the host.
+        raise ValueError(f"{expected}: an @ in the password must be percent-encoded (%40)")
     port = url["port"]
     if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         raise ValueError(f"{expected}: port out of range (1-65535)")
     database = unquote(url["database"] or "")
     if backend == "sqlite" and (not database or database == ":memory:" or database.startswith("file:")):
         raise ValueError(f"{expected}: SQLite needs a file (sqlite:///path/curfew.db)")
-    host = url["ipv4host"] or url["ipv6host"]
     if host:
         check_host(host, expected.removeprefix("expected "))
     if backend != "sqlite":

@@ -79,6 +79,7 @@ def assert_refused(done: subprocess.CompletedProcess[str], tmp_path: Path, key: 
         ("database", "postgresql://curfew:secret@db:99999/curfew", "database"),
         ("database", "sqlite:///:memory:", "database"),
         ("database", "postgresql://curfew@db/curfew?sslmode=require", "database"),
+        ("database", "postgresql://curfew:p@ss@db/curfew", "database"),  # "@" must be %40
         ("probe.timeouts.total", 1e-300, "probe.timeouts.total"),
         ("data_dir", "/proc/curfew-data", "data_dir"),  # root passes os.access, not a real write
     ],
