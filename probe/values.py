@@ -179,11 +179,33 @@ def check_ca_bundle(path: Path) -> None:
         raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
     for block in blocks:
         try:
-            base64.b64decode(b"".join(block.split()), validate=True)
+            der = base64.b64decode(b"".join(block.split()), validate=True)
         except ValueError:
             continue
-        return
+        if _der_sequence(der):
+            return
     raise ValueError(f"{path}: no PEM certificate that loads")
+
+
+def _der_sequence(der: bytes) -> bool:
+    """A certificate is one DER SEQUENCE filling the block: tag 0x30, then its length.
+    Random base64 between the markers fails this; what passes is left to OpenSSL (preflight),
+    but a reload, which does not run preflight, is then spared most bad files too.
+
+    >>> _der_sequence(bytes([0x30, 0x03, 1, 2, 3]))
+    True
+    >>> _der_sequence(b"not a certificate")
+    False
+    """
+    if len(der) < 2 or der[0] != 0x30:
+        return False
+    first = der[1]
+    if first < 0x80:
+        return 2 + first == len(der)
+    count = first & 0x7F
+    if not 1 <= count <= 4 or len(der) < 2 + count:
+        return False
+    return 2 + count + int.from_bytes(der[2 : 2 + count], "big") == len(der)
 
 
 def path_kind(path: Path) -> str:
