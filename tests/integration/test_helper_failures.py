@@ -16,6 +16,7 @@ from probe.config import Config, parse_config
 from probe.daemon.prober import Prober
 from probe.metrics import Metrics
 from probe.metrics.control import ControlFailureCollector
+from probe.model import Measurement
 from probe.store.mapping import result_row
 from tests.daemon.test_prober_scheduler import FakeNetwork
 
@@ -119,3 +120,31 @@ async def test_control_targets_are_not_sent_to_the_helper() -> None:
         await prober.aclose()
     assert stored(result_row(results[0]))["x_control"]["source"] is None
     assert sum(prober.control_failures.snapshot().values()) == 0
+
+
+async def test_a_run_cancelled_while_asking_leaves_no_question_behind(silent_helper: str) -> None:
+    # Drain cancels runs that outlive the grace period: the helper's question goes with them,
+    # also when the run was still waiting for a slow control target, not for the helper.
+    net = FakeNetwork()
+
+    async def slow_controls(vantage: str, target: str) -> Measurement:
+        if target == "wiki":
+            await asyncio.sleep(30)
+        return await net(vantage, target)
+
+    prober = Prober(helper_config(silent_helper, timeout=30.0), measure_fn=slow_controls)
+    try:
+        run = asyncio.ensure_future(prober.run("kz", "fb"))
+        await asyncio.sleep(0.5)
+        assert not run.done()
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        await asyncio.sleep(0.2)  # a cancelled question ends at once; a forgotten one waits 30 s
+        pending = [t for t in asyncio.all_tasks() if not t.done() and "HelperPool.ask" in repr(t.get_coro())]
+        assert pending == []
+    finally:
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task() and "_measure" in repr(task.get_coro()):
+                task.cancel()
+        await prober.aclose()
