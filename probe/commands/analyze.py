@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from probe.daemon.logs import redact
+    from probe.redaction import redact_url
     from probe.store import StoreError
 
     if not args.rebuild:
@@ -53,9 +54,9 @@ def handle(args: argparse.Namespace) -> int:
         print(f"curfew: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     for judged, changed in rejudged:
-        print(f"{redact(config.database_url)}: {judged} measurements judged again, {changed} changed")
+        print(f"{redact_url(config.database_url)}: {judged} measurements judged again, {changed} changed")
     print(
-        f"{redact(config.database_url)}: {episodes} episodes; {hours} hourly counts;"
+        f"{redact_url(config.database_url)}: {episodes} episodes; {hours} hourly counts;"
         f" local time set on {filled} measurements"
     )
     return EXIT_OK
@@ -69,27 +70,25 @@ async def rebuild(config: Config, rejudged: list[tuple[int, int]] | None = None)
     observations (`probe.store.rejudge`) and (rows judged, rows changed) is appended to it."""
     import asyncio
 
-    from sqlalchemy.exc import DBAPIError
-
-    from probe.store import StoreError, blackouts, rollup, upgrade
+    from probe.store import blackouts, rollup, upgrade
     from probe.store.engine import create_engine
+    from probe.store.errors import database_errors
 
     zones = {v.name: v.timezone for v in config.vantages}
     engine = create_engine(config.database_url)
     try:
-        await asyncio.to_thread(upgrade, config.database_url)
-        async with engine.begin() as conn:
-            if rejudged is not None:
-                from probe.store.rejudge import rejudge_all
+        with database_errors("analyze"):
+            await asyncio.to_thread(upgrade, config.database_url)
+            async with engine.begin() as conn:
+                if rejudged is not None:
+                    from probe.store.rejudge import rejudge_all
 
-                rejudged.append(await rejudge_all(conn))
-            filled = await blackouts.fill_local_time(conn, zones)
-            hours = await rollup.recount(conn)
-            episodes = await blackouts.rebuild(
-                conn, zones, config.confirm_count, config.confirm_count, config.episode_min_span
-            )
-    except DBAPIError as exc:
-        raise StoreError(str(exc.orig) or type(exc.orig).__name__) from exc
+                    rejudged.append(await rejudge_all(conn))
+                filled = await blackouts.fill_local_time(conn, zones)
+                hours = await rollup.recount(conn)
+                episodes = await blackouts.rebuild(
+                    conn, zones, config.confirm_count, config.confirm_count, config.episode_min_span
+                )
     finally:
         await engine.dispose()
     return filled, hours, episodes

@@ -204,6 +204,14 @@ class Prober:
             self._on_local_failure(reason)
 
 
+def own_result(pair: tuple[str, str], results: list[Result]) -> Result | None:
+    """The result of `pair` itself among what `Prober.run(*pair)` returned; None when the pair's
+    own probe failed on this machine (so there is no verdict to confirm)."""
+    if results and (results[0].measurement.vantage, results[0].measurement.target) == pair:
+        return results[0]
+    return None
+
+
 def _unusable(task: asyncio.Future[Measurement]) -> bool:
     """A finished control that cannot vouch for anything: it raised, or failed on this machine."""
     if task.cancelled() or task.exception() is not None:

@@ -6,7 +6,7 @@ episodes, totals, hourly ratios, inferred schedules) that a scrape renders witho
 on anything. Pure like the rest of the package: time comes in as arguments.
 
     monitor = Monitor({"kz-almaty": "Asia/Almaty"}, open_after=config.confirm_count)
-    events = monitor.observe(result)        # write them with probe.store.blackouts
+    events = monitor.observe(result)        # journal them: store.submit_episodes(events)
     snapshot = monitor.snapshot(now)         # from the metrics collector, any thread
 """
 

@@ -16,11 +16,14 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
+from sqlalchemy import Table
 
 from probe.config import Config, Target, Vantage
+from probe.episodes.model import Episode
 from probe.episodes.pattern import local_slot
 from probe.model import ControlRecord, Measurement, Result, phase_durations
 from probe.redaction import redact_url
+from probe.store import tables
 
 Row = dict[str, Any]
 
@@ -129,6 +132,8 @@ def spool_line(row: Row) -> bytes:
     newline, so a replay splits the line and hands the two JSON columns to the database as
     text, without decoding and re-encoding them (`cut -f1 | jq` reads a spool by hand).
     """
+    if EPISODE in row:
+        return _dumps(row) + b"\n"
     scalars = {k: v for k, v in row.items() if k not in JSON_COLUMNS}  # started_at: RFC 3339
     return _LINE % (_dumps(scalars), row["observations"], row["analysis"])
 
@@ -141,6 +146,8 @@ def line_row(line: bytes) -> Row:
     if not line.endswith(b"\n"):
         raise ValueError("torn line")
     fields = line[:-1].split(b"\t")
+    if len(fields) == 1:
+        return _episode_line(fields[0])
     if len(fields) != 3:
         raise ValueError(f"not a spooled measurement: {len(fields)} tab-separated fields, not 3")
     row = _json_object(fields[0], "columns")
@@ -151,6 +158,18 @@ def line_row(line: bytes) -> Row:
     check_row(row)
     row["observations"] = fields[1]
     row["analysis"] = fields[2]
+    return row
+
+
+def _episode_line(data: bytes) -> Row:
+    row = _json_object(data, "columns")
+    episode = row.get(EPISODE)
+    if len(row) != 1 or not isinstance(episode, dict):
+        raise BadValue("not a spooled measurement or episode")
+    try:
+        check_row(episode, _EPISODE_CHECKS)
+    except BadValue as exc:
+        raise BadValue(str(exc).replace("spooled measurement", "spooled episode")) from None
     return row
 
 
@@ -173,17 +192,15 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:  # a ValueError, said plainly
         raise ValueError(f"not a spooled measurement: {what} are not JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise ValueError(f"not a spooled measurement: {what} are not a JSON object")
+        raise BadValue(f"not a spooled measurement: {what} are not a JSON object")
     return value
 
 
-def _column_checks() -> dict[str, tuple[type, bool, int | None]]:
+def _column_checks(table: Table) -> dict[str, tuple[type, bool, int | None]]:
     """column -> (Python type, nullable, size limit: characters of a string, or the largest
-    integer), from the table itself, for the scalar columns of `measurements`."""
-    from probe.store import tables  # SQLAlchemy's types only: no engine, no driver
-
+    integer), from the table itself, for the scalar columns of `table`."""
     checks: dict[str, tuple[type, bool, int | None]] = {}
-    for column in tables.measurements.columns:
+    for column in table.columns:
         if column.name == "id" or column.name in JSON_COLUMNS:
             continue
         # UTCDateTime is a TypeDecorator, whose python_type says nothing: its impl's does.
@@ -195,45 +212,109 @@ def _column_checks() -> dict[str, tuple[type, bool, int | None]]:
     return checks
 
 
-_CHECKS: Final = _column_checks()
+class BadValue(ValueError):
+    """A line that is whole and well-formed JSON with a column of the wrong type or size:
+    never a line torn by a crash, always one to set aside."""
 
 
-def check_row(row: Row) -> None:
-    """Raise ValueError unless `row` (scalar columns as decoded from JSON) holds a value of its
-    column's type and size in every column; `started_at` (RFC 3339 text) becomes an aware
-    datetime. A wrong type would otherwise reach the driver, whose errors (TypeError,
-    sqlite3.ProgrammingError, OverflowError) look like a database that is down."""
-    for name, (kind, nullable, limit) in _CHECKS.items():
-        value = row.get(name)
-        if value is None:
-            if nullable:
+_CHECKS: Final = _column_checks(tables.measurements)
+_EPISODE_CHECKS: Final = _column_checks(tables.blackouts)
+
+
+_MAX_TEXT: Final = 2**62  # "no limit" for a text column, so the fast path needs no None test
+
+
+def check_row(row: Row, checks: dict[str, tuple[type, bool, int | None]] = _CHECKS) -> None:
+    """Raise BadValue (a ValueError) unless `row` (scalar columns as decoded from JSON) holds a
+    value of its column's type and size in every column; `started_at` (RFC 3339 text) becomes
+    an aware datetime. A wrong type would otherwise reach the driver, whose errors (TypeError,
+    sqlite3.ProgrammingError, OverflowError) look like a database that is down.
+
+    The common case (every value right) costs one type test and one bound a column: this runs
+    for every row read back from the journal.
+    """
+    for name, (kind, nullable, limit) in checks.items():
+        value: Any = row.get(name)
+        t = type(value)
+        if t is str:
+            if kind is str and len(value) <= (limit or _MAX_TEXT) and "\x00" not in value:
                 continue
-            raise ValueError(f"not a spooled measurement: {name} is missing")
-        if kind is datetime:
-            row[name] = _aware(name, value)
-        elif kind is str:
-            if not isinstance(value, str):
-                raise ValueError(f"not a spooled measurement: {name} is {type(value).__name__}, not text")
-            if limit is not None and len(value) > limit:
-                raise ValueError(f"not a spooled measurement: {name} is longer than {limit} characters")
-            if "\x00" in value:  # PostgreSQL's text cannot hold NUL
-                raise ValueError(f"not a spooled measurement: {name} holds a NUL character")
-        elif isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float)):
-            raise ValueError(f"not a spooled measurement: {name} is {type(value).__name__}, not a number")
-        elif limit is not None and not -limit <= value <= limit:
-            raise ValueError(f"not a spooled measurement: {name} is out of range")
+            if kind is datetime:
+                row[name] = _aware(name, value)
+                continue
+        elif t is float:
+            if kind is float:
+                continue
+        elif t is int:
+            if kind is float or (kind is int and -(limit or 0) <= value <= (limit or 0)):
+                continue
+        elif value is None and nullable:
+            continue
+        _refuse(name, kind, limit, value)
+
+
+def _refuse(name: str, kind: type, limit: int | None, value: Any) -> None:
+    """Raise BadValue saying what is wrong with `value` in column `name`."""
+    what = "not a spooled measurement"
+    if value is None:
+        raise BadValue(f"{what}: {name} is missing")
+    if kind is datetime:
+        raise BadValue(f"{what}: {name} is {type(value).__name__}, not a time")
+    if kind is str:
+        if not isinstance(value, str):
+            raise BadValue(f"{what}: {name} is {type(value).__name__}, not text")
+        if "\x00" in value:  # PostgreSQL's text cannot hold NUL
+            raise BadValue(f"{what}: {name} holds a NUL character")
+        raise BadValue(f"{what}: {name} is longer than {limit} characters")
+    if type(value) is int:
+        raise BadValue(f"{what}: {name} is out of range")
+    raise BadValue(f"{what}: {name} is {type(value).__name__}, not a number")
 
 
 def _aware(name: str, value: Any) -> datetime:
     if not isinstance(value, str):
-        raise ValueError(f"not a spooled measurement: {name} is {type(value).__name__}, not a time")
+        raise BadValue(f"not a spooled measurement: {name} is {type(value).__name__}, not a time")
     try:
         at = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"not a spooled measurement: {name} is not a time: {value[:40]!r}") from None
+        raise BadValue(f"not a spooled measurement: {name} is not a time: {value[:40]!r}") from None
     if at.tzinfo is None:
-        raise ValueError(f"not a spooled measurement: {name} has no UTC offset")
+        raise BadValue(f"not a spooled measurement: {name} has no UTC offset")
     return at
+
+
+EPISODE: Final = "episode"
+"""The key of an episode's row in the journal: ``{"episode": {blackouts columns}}``."""
+
+
+def _local(at: datetime | None, zone: tzinfo) -> str | None:
+    return None if at is None else at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def episode_row(e: Episode, zone: tzinfo) -> Row:
+    """The `blackouts` row of `e`, with its local start and end on the vantage's clock."""
+    return {
+        "vantage": e.vantage,
+        "target": e.target,
+        "started_at": e.started_at,
+        "ended_at": e.ended_at,
+        "verdict": e.verdict,
+        "failure": e.failure,
+        "probes": e.probes,
+        "onset_after": e.onset_after,
+        "onset_before": e.onset_before,
+        "offset_after": e.offset_after,
+        "offset_before": e.offset_before,
+        "local_start": _local(e.started_at, zone),
+        "local_end": _local(e.ended_at, zone),
+    }
+
+
+def encode_episode(e: Episode, zone: tzinfo) -> tuple[Row, bytes]:
+    """The journal's row for an episode's current state, and its line (one JSON object, no
+    tab: a reader tells it from a measurement's three tab-separated documents)."""
+    row = {EPISODE: episode_row(e, zone)}
+    return row, _dumps(row) + b"\n"
 
 
 def without_userinfo(url: str | None) -> str | None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from probe.store.mapping import Row, line_row, line_uid
+from probe.store.mapping import BadValue, Row, line_row, line_uid
 
 _TAG: Final = re.compile(rb"(\d{1,19})\t\{")
 
@@ -88,7 +88,7 @@ def read_segment(path: Path, seq: int, *, parse: bool = True) -> Contents:
         except ValueError as exc:
             if tail:
                 continue  # an earlier use's fragment, not a row: expected, not ours
-            if not complete or number == last:
+            if not complete or (number == last and not isinstance(exc, BadValue)):
                 # The process died while writing it (a recycled file's old bytes may follow).
                 out.skipped.append(Skipped(number, f"torn ({exc})", body, line_uid(body)))
             else:

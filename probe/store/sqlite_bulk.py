@@ -34,6 +34,7 @@ from typing import Any, Final
 
 from probe.store import columns, rollup
 from probe.store.engine import sqlite_pragmas
+from probe.store.events import event
 from probe.store.mapping import JSON_COLUMNS, Row
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,7 @@ class SqliteInserter:
             self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:
             # Harmless: the next commit starts another, and the writer's backstop remains.
-            log.debug("checkpoint failed: %s", exc)
+            log.debug(event("sqlite-checkpoint-failed", reason=exc))
             self._close_checkpoint_db()
 
     def _close_checkpoint_db(self) -> None:

