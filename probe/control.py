@@ -61,13 +61,20 @@ def _resolved(m: Measurement) -> tuple[str, ...]:
     return m.dns.answers
 
 
-def from_vantage(control: Measurement, m: Measurement, controls: Sequence[Measurement] = ()) -> ControlRecord:
-    """The record of `m` judged against the control vantage's measurement `control`."""
+def from_vantage(
+    control: Measurement, m: Measurement, controls: Sequence[Measurement] = (), *, inline: bool = False
+) -> ControlRecord:
+    """The record of `m` judged against the control vantage's measurement `control`.
+
+    `inline`: keep `control` itself in the record, for when its own stored row is not what
+    `m` was judged with; otherwise its uid names that row.
+    """
     return ControlRecord(
         source=f"vantage:{control.vantage}",
         # Plain IPs rather than endpoints: th_response takes either, and skips a parse per address.
         response=th_response(control, _resolved(m)).to_json(),
-        measurement=control,
+        measurement=control if inline else None,
+        uid=control.uid,
         controls=tuple(c.uid for c in controls),
     )
 

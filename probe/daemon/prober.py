@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from probe import failures
 from probe.analysis.local import local_failure
@@ -177,14 +177,19 @@ class Prober:
             elif m is mine or (m.vantage, m.target) in fresh_keys:  # counted once, by its maker
                 self._local(m)
         pair_measured = bool(measurements) and measurements[0] is mine
+        reached: set[str] = set()
         if pair_measured and not config.vantage(vantage).control:
-            measurements = [mine, *await asyncio.gather(*(self._reach(m, mine) for m in measurements[1:]))]
+            extended = await asyncio.gather(*(self._reach(m, mine) for m in measurements[1:]))
+            reached = {e.vantage for e, m in zip(extended, measurements[1:], strict=True) if e is not m}
+            measurements = [mine, *extended]
         answers = {}
         if asking is not None:
             answer = await asking
             if answer is not None and pair_measured:
                 answers[(vantage, target)] = answer
         results = judge(config, measurements, helper_answers=answers)
+        if pair_measured:
+            results[0] = _inline_if_unstored(results[0], measurements, reached, fresh_keys)
         fresh = [r for r in results if (r.measurement.vantage, r.measurement.target) in fresh_keys]
         return [results[0], *fresh] if pair_measured else fresh
 
@@ -217,3 +222,19 @@ def _unusable(task: asyncio.Future[Measurement]) -> bool:
     if task.cancelled() or task.exception() is not None:
         return True
     return local_failure(task.result()) is not None
+
+
+def _inline_if_unstored(
+    result: Result, measurements: list[Measurement], reached: set[str], fresh: set[tuple[str, str]]
+) -> Result:
+    """`result` with its control vantage's measurement kept inline when no stored row holds
+    what it was judged with: a shared (already stored) control that reached this vantage's
+    addresses afterwards. A fresh control is stored as judged, and names itself by uid."""
+    record = result.control
+    if record is None or record.source is None or not record.source.startswith("vantage:"):
+        return result
+    name = record.source.removeprefix("vantage:")
+    if name not in reached or (name, result.measurement.target) in fresh:
+        return result
+    used = next(m for m in measurements if m.vantage == name and m.target == result.measurement.target)
+    return replace(result, control=replace(record, measurement=used))
