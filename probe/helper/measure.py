@@ -191,8 +191,8 @@ async def _handshakes_on_443(
     origin = clock.monotonic()
     timeouts = settings.timeouts
 
-    async def no_retry() -> socket.socket | None:
-        return None  # only validity matters here: an invalid chain is not fetched again
+    async def no_retry() -> tuple[socket.socket | None, str | None]:
+        return None, None  # only validity matters here: an invalid chain is not fetched again
 
     async def one(address: str) -> tuple[TcpObservation, TlsObservation | None]:
         tcp_obs, sock = await tcp.connect(address, 443, net, timeouts.tcp_connect, clock, origin)
