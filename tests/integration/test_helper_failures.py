@@ -41,12 +41,18 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+ARRIVALS: list[float] = []
+
+
 @pytest.fixture
 async def silent_helper() -> AsyncIterator[str]:
-    """Accepts, reads the request and never answers (a helper stuck or a tarpit)."""
+    """Accepts, reads the request and never answers (a helper stuck or a tarpit).
+    `ARRIVALS` gets the monotonic time each connection came in."""
     held: list[asyncio.StreamWriter] = []
+    ARRIVALS.clear()
 
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ARRIVALS.append(time.monotonic())
         held.append(writer)
         await reader.read(65536)
 
@@ -148,3 +154,34 @@ async def test_a_run_cancelled_while_asking_leaves_no_question_behind(silent_hel
             if task is not asyncio.current_task() and "_measure" in repr(task.get_coro()):
                 task.cancel()
         await prober.aclose()
+
+
+async def test_the_helper_is_asked_while_the_probe_is_still_running(silent_helper: str) -> None:
+    # The target is a silent server too: the probe waits out its HTTP deadline, and the
+    # question to the helper went out as soon as the name (here an address) was known.
+    async def tarpit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(tarpit, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = parse_config(
+        {
+            "helpers": [{"url": silent_helper}],
+            "probe": {"timeouts": {"helper": 3.0, "http_request": 1.5, "total": 5.0}},
+            "vantages": [{"name": "kz"}],
+            "targets": [{"name": "slow", "url": f"http://127.0.0.1:{port}/"}],
+        }
+    )
+    prober = Prober(config)
+    try:
+        start = time.monotonic()
+        results = await prober.run("kz", "slow")
+    finally:
+        await prober.aclose()
+        server.close()
+        await server.wait_closed()
+    probe_end = start + results[0].measurement.runtime
+    assert results[0].measurement.runtime >= 1.4  # the probe really waited
+    assert ARRIVALS and ARRIVALS[0] < probe_end - 1.0, (ARRIVALS, probe_end)
