@@ -62,10 +62,8 @@ def grid_next(after: float, step: float, phase: float, *, inclusive: bool) -> fl
     130.0
     """
     if inclusive:
-        k = math.ceil((after - EPS - phase) / step)
-    else:
-        k = math.floor((after + EPS - phase) / step) + 1
-    return _t(phase + k * step)
+        return _t(phase + math.ceil((after - EPS - phase) / step) * step)
+    return _t(phase + (math.floor((after + EPS - phase) / step) + 1) * step)
 
 
 @dataclass(frozen=True)
