@@ -163,9 +163,9 @@ class Agenda:
             return None
         best = grid_next(after, interval, self._phase[pair], inclusive=inclusive)
         confirm = self._confirm_at.get(pair)
-        if confirm is not None and confirm < best:
-            if confirm > after + EPS or (inclusive and confirm >= after - EPS):
-                best = confirm
+        pending = confirm is not None and (confirm > after + EPS or (inclusive and confirm >= after - EPS))
+        if pending and confirm is not None and confirm < best:
+            best = confirm
         instants = self._watch.get(pair)
         if instants:
             edge = after - EPS if inclusive else after + EPS
