@@ -5,6 +5,11 @@
 # 0.0.0.0:9716 for -p and the HEALTHCHECK). --stop-timeout 45: docker's default 10 s would SIGKILL
 # the daemon before its 30 s grace period (grace_period) lets in-flight probes finish.
 # Details: deploy/systemd/INSTALL.md ("Docker").
+# The same image runs the OONI-style test helper:
+#   docker run -d --no-healthcheck -p 8765:8765 curfew helper --listen 0.0.0.0:8765
+# (--no-healthcheck: the HEALTHCHECK below asks the daemon's /healthz, which a helper does not serve.)
+# metrics.listen 0.0.0.0 is the container's own interfaces: publish it on loopback (-p 127.0.0.1:...)
+# or put a reverse proxy with authentication in front; see docs/configuration.md ("Docker").
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -16,6 +21,8 @@ RUN python -m venv /opt/curfew
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY probe ./probe
+# pyproject maps the package probe.migrations to the top-level migrations/ (the Alembic history).
+COPY migrations ./migrations
 RUN /opt/curfew/bin/pip wheel --no-deps --wheel-dir /wheels . \
     && /opt/curfew/bin/pip install /wheels/curfew-*.whl \
     && /opt/curfew/bin/curfew --help >/dev/null
@@ -24,6 +31,9 @@ RUN /opt/curfew/bin/pip wheel --no-deps --wheel-dir /wheels . \
 FROM ${PYTHON_IMAGE}
 # tzdata: vantage time zones (zoneinfo) are checked when the config loads; ca-certificates: the
 # system trust store the TLS probes verify against. Both explicit: newer slim bases may drop them.
+# Not pinned (DL3008): both are data that must stay current (zone rules, revoked roots), and a
+# pinned Debian version disappears from the mirror at its next security update, breaking the build.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates tzdata \
     && rm -rf /var/lib/apt/lists/* \
@@ -44,8 +54,8 @@ VOLUME ["/var/lib/curfew"]
 USER 10001:10001
 WORKDIR /var/lib/curfew
 
-# Prometheus metrics (/metrics) and the liveness check (/healthz).
-EXPOSE 9716
+# Prometheus metrics (/metrics) and the liveness check (/healthz); 8765: `curfew helper`'s default.
+EXPOSE 9716 8765
 # No curl in slim images: python's urllib; a non-2xx answer or no answer exits non-zero.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9716/healthz', timeout=4)"]

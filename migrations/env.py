@@ -68,7 +68,10 @@ def run_sqlite_migrations() -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_engine(database_url())
+    # A server that does not answer fails the connect in a bounded time (engine.py's default,
+    # or the caller's: probe.store.migrate passes its `connect_timeout` as an attribute).
+    timeout = config.attributes.get("connect_timeout")
+    engine = create_engine(database_url(), **({"connect_timeout": float(timeout)} if timeout else {}))
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_sync)

@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from probe import __version__
-from probe.commands import analyze, check, db, export, lab, probe, report, run
+from probe.commands import analyze, check, db, export, helper, lab, ooni_import, probe, report, run
 from probe.commands.common import EXIT_USAGE
 
-COMMANDS = (check, probe, run, db, lab, analyze, export, report)
+COMMANDS = (check, probe, run, db, lab, analyze, export, ooni_import, report, helper)
 
 
 def parser() -> argparse.ArgumentParser:

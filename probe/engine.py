@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from urllib.parse import urlsplit
 
@@ -82,6 +83,34 @@ def _addresses(host: str, obs: DnsObservation | None, net: VantageNetwork, limit
     return list(obs.answers[:limit])
 
 
+MAX_EXTRA_ADDRESSES = 16
+"""At most this many addresses from elsewhere are measured on top of the resolved ones."""
+
+
+def _union(addresses: list[str], extra: Sequence[str]) -> list[str]:
+    """`addresses` then the IPs of `extra` not already there, at most MAX_EXTRA_ADDRESSES of them.
+
+    >>> _union(["192.0.2.1"], ["192.0.2.1", "192.0.2.2", "not-an-ip", "::1"])
+    ['192.0.2.1', '192.0.2.2', '::1']
+    """
+    seen = set(addresses)
+    out = list(addresses)
+    added = 0
+    for item in extra:
+        try:
+            address = str(ipaddress.ip_address(item))
+        except ValueError:
+            continue  # a name or garbage: only addresses are connected to directly
+        if address in seen:
+            continue
+        seen.add(address)
+        out.append(address)
+        added += 1
+        if added >= MAX_EXTRA_ADDRESSES:
+            break
+    return out
+
+
 class _Connection:
     """One address's TCP (and TLS) attempt."""
 
@@ -111,11 +140,11 @@ async def _connect(
         conn.stream = PlainStream(sock)
         return conn
 
-    async def reconnect() -> socket.socket | None:
-        _, fresh = await tcp.connect(
+    async def reconnect() -> tuple[socket.socket | None, str | None]:
+        obs, fresh = await tcp.connect(
             address, port, net, budget.step(timeouts.tcp_connect), budget.clock, budget.origin
         )
-        return fresh
+        return fresh, obs.failure
 
     conn.tls, conn.stream = await tls.handshake(
         sock,
@@ -146,8 +175,17 @@ async def measure(
     net: VantageNetwork,
     settings: ProbeSettings,
     clock: Clock = SYSTEM_CLOCK,
+    extra_addresses: Sequence[str] = (),
+    allow_address: Callable[[str], bool] | None = None,
 ) -> Measurement:
-    """Probe `target` from the vantage behind `net`; never raises on a network failure."""
+    """Probe `target` from the vantage behind `net`; never raises on a network failure.
+
+    `extra_addresses`: IPs resolved elsewhere (a probe asking a helper, another vantage) that
+    are connected and handshaken to as well as the ones resolved here, deduplicated and at
+    most MAX_EXTRA_ADDRESSES of them; the HTTP fetch prefers the addresses resolved here.
+    `allow_address`: when given, only addresses it accepts are connected to (the helper refuses
+    private ones); checked on the addresses as resolved, so a rebinding name cannot slip by.
+    """
     started_at = clock.now()
     budget = _Budget(clock, settings.timeouts.total)
     scheme, host, port = _split(target.url)
@@ -156,6 +194,10 @@ async def measure(
     http_obs: HttpObservation | None = None
     throughput: ThroughputObservation | None = None
     addresses = _addresses(host, dns_obs, net, settings.max_addresses)
+    if extra_addresses:
+        addresses = _union(addresses, extra_addresses)
+    if allow_address is not None:
+        addresses = [a for a in addresses if allow_address(a)]
     try:
         if len(addresses) == 1:  # the common case: no task to wrap one coroutine
             conns = [await _connect(addresses[0], port, scheme, host, net, settings, budget)]

@@ -2,6 +2,11 @@
 
 This is the one place where backend exceptions become data (like httpx's
 `map_httpcore_exceptions`). The names come from ooni/spec df-007-errors.
+
+Errors that say the probe's own machine ran short (no descriptor, no buffer, no memory, no
+local port) are not network failures: they become ``local_failure: <reason>`` (see
+`LOCAL_REASONS`, `is_local`), which the analysis never judges and the daemon never stores as a
+measurement of the network (docs/verdicts.md, "The daemon's own failures").
 """
 
 from __future__ import annotations
@@ -46,6 +51,22 @@ KNOWN_FAILURES: Final = (
     HTTP_REQUEST_FAILED,
 )
 
+LOCAL_PREFIX: Final = "local_failure: "
+"""The prefix of a failure that happened on the probe's own machine, not on the network."""
+
+# errno -> the reason a local failure names (also the label value of the metric counting them).
+# EADDRNOTAVAIL on connect/bind means no free local port or a source address the machine does
+# not have: the machine's problem, never the path's (a censor cannot cause it).
+_LOCAL_ERRNO: Final[dict[int, str]] = {
+    errno.EMFILE: "emfile",  # the process is out of file descriptors (RLIMIT_NOFILE)
+    errno.ENFILE: "enfile",  # the whole system is out of open files
+    errno.ENOBUFS: "enobufs",  # no kernel buffer space for a socket
+    errno.ENOMEM: "enomem",  # the kernel could not allocate memory
+    errno.EADDRNOTAVAIL: "eaddrnotavail",  # no local address/port to connect from
+}
+LOCAL_REASONS: Final[tuple[str, ...]] = tuple(_LOCAL_ERRNO.values())
+"""Every reason a local failure can name, in a fixed order (label values for the metric)."""
+
 _ERRNO: Final[dict[int, str]] = {
     errno.ECONNREFUSED: CONNECTION_REFUSED,
     errno.ECONNRESET: CONNECTION_RESET,
@@ -65,6 +86,49 @@ _DNS_RCODE: Final[dict[str, str]] = {
 }
 
 
+def is_local(failure: str | None) -> bool:
+    """Whether `failure` happened on the probe's own machine (so it says nothing of the network).
+
+    >>> is_local("local_failure: emfile"), is_local("connection_reset"), is_local(None)
+    (True, False, False)
+    """
+    return failure is not None and failure.startswith(LOCAL_PREFIX)
+
+
+def local_reason(failure: str) -> str:
+    """The reason of a local failure string (``"emfile"``), a member of `LOCAL_REASONS`."""
+    return failure.removeprefix(LOCAL_PREFIX)
+
+
+def local(exc: BaseException) -> str | None:
+    """The local failure `exc` (or the error it wraps) stands for, else None.
+
+    Looks through exception groups (any member) and explicit causes, since the layers see
+    local errors wrapped by anyio, httpx or dnspython.
+
+    >>> local(OSError(errno.EMFILE, "Too many open files"))
+    'local_failure: emfile'
+    >>> local(MemoryError()), local(ConnectionResetError(errno.ECONNRESET, "reset"))
+    ('local_failure: enomem', None)
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:  # bounded: each exception is visited once
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, MemoryError):
+            return LOCAL_PREFIX + "enomem"
+        if isinstance(current, OSError) and current.errno in _LOCAL_ERRNO:
+            return LOCAL_PREFIX + _LOCAL_ERRNO[current.errno]
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        if current.__cause__ is not None:
+            pending.append(current.__cause__)
+    return None
+
+
 def unknown(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"unknown_failure: {text}"
@@ -78,6 +142,10 @@ def classify(exc: BaseException) -> str:
     >>> classify(TimeoutError())
     'generic_timeout_error'
     """
+    # The machine's own shortage first: whatever step it hit, it is not the network's doing.
+    own = local(exc)
+    if own is not None:
+        return own
     # Order matters: ssl errors are OSErrors, and timeouts are OSErrors too.
     if isinstance(exc, TimeoutError):
         return GENERIC_TIMEOUT
@@ -151,6 +219,8 @@ def classify_gai(code: int) -> str:
         return GENERIC_TIMEOUT
     if code == socket.EAI_FAIL:
         return DNS_SERVFAIL
+    if code == socket.EAI_MEMORY:
+        return LOCAL_PREFIX + "enomem"  # the resolver library ran out of memory, here
     return f"unknown_failure: getaddrinfo {code}"
 
 

@@ -35,7 +35,8 @@ VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 Blocking = Literal["dns", "tcp_ip", "tls", "http-diff", "http-failure", "throttling"]
 """Where the analysis places the blocking, in OONI's web_connectivity vocabulary."""
 
-DnsEngine = Literal["system", "udp", "tcp", "doh", "proxy"]
+DnsEngine = Literal["system", "udp", "tcp", "doh", "proxy", "helper"]
+"""How the name was resolved; "helper" is a test helper's resolution, recorded in its control."""
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,15 @@ class TcpObservation:
 
 @dataclass(frozen=True)
 class Certificate:
+    """One certificate of a peer's chain. `der` is the certificate itself (base64 DER, as OONI's
+    peer_certificates carry it), kept where it is evidence: a chain that did not validate."""
+
     subject: str
     issuer: str
     sha256: str
     not_before: str | None = None
     not_after: str | None = None
+    der: str | None = None
 
 
 @dataclass(frozen=True)
@@ -217,11 +222,37 @@ class Analysis:
 
 
 @dataclass(frozen=True)
+class ControlRecord:
+    """The comparison a measurement was judged with, stored beside it so the verdict can be
+    judged again from stored data (`probe.analysis.replay`) and exported (OONI's `control`).
+
+    `source`: ``"vantage:NAME"`` (a control vantage in the same process) or ``"helper:URL"``
+    (a test helper), None when there was no control to ask. `response`: the control's answer
+    in OONI's THResponse JSON shape (a helper's as it came; a control vantage's made from its
+    measurement). `failure`: why a helper gave no answer (the verdict then fell back to what
+    the vantage alone can say). `measurement`: a control vantage's own measurement as judged
+    with (richer than its THResponse: TLS chains, curfew's failure strings, a proxy's view).
+    `controls`: uids of the control targets at the same vantage; `peers`: for a control
+    vantage's own verdict (`role` "control_vantage"), uids of the same target at the other
+    vantages.
+    """
+
+    role: Literal["vantage", "control_vantage"] = "vantage"
+    source: str | None = None
+    response: dict[str, Any] | None = None
+    failure: str | None = None
+    measurement: Measurement | None = None
+    controls: tuple[str, ...] = ()
+    peers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Result:
     """A measurement and the analysis it was judged with: what the store, metrics and episodes take."""
 
     measurement: Measurement
     analysis: Analysis
+    control: ControlRecord | None = None
 
 
 def phase_durations(m: Measurement) -> dict[Phase, float]:

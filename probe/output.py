@@ -35,6 +35,9 @@ def result_record(result: Result) -> dict[str, Any]:
         "software_name": SOFTWARE_NAME,
         "software_version": __version__,
         "observations": m.to_dict(),
+        # The control the verdict was judged with (OONI's keys): a THResponse, or why none.
+        "control": result.control.response if result.control is not None else None,
+        "control_failure": result.control.failure if result.control is not None else None,
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from probe.config import Config, Vantage, parse_resolver
+from probe.redaction import redact_url
 
 ALPN = ["http/1.1"]
 
@@ -40,7 +41,7 @@ class VantageNetwork:
         if self.resolver_kind == "system":
             return "system"
         if self.resolver_kind == "doh":
-            return str(self.resolver_host)
+            return redact_url(str(self.resolver_host))  # recorded with each measurement
         return f"{self.resolver_host}:{self.resolver_port}"
 
     @property
@@ -67,6 +68,18 @@ class VantageNetwork:
             sock.close()
             raise
         return sock
+
+
+def source_address_problem(address: str) -> OSError | None:
+    """Why probes could not bind to `address` (not an address of this machine), or None.
+    For `curfew check`: a vantage whose every probe would fail to bind is refused up front."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((address, 0))
+        except OSError as exc:
+            return exc
+    return None
 
 
 @lru_cache(maxsize=16)

@@ -4,6 +4,8 @@
 reads no clock. The decision order and the false-positive guards are described in
 docs/verdicts.md; in short:
 
+0. a measurement that failed on the probe's own machine (`local_failure: ...`) is never judged
+   blocked or down (inconclusive), and such controls are left out;
 1. vantage_down: the target and every control target fail, and the resolver fails too;
 2. target_down: the control vantage fails the same way;
 3. dns_blocked by inconsistent answers (these explain any later failure);
@@ -27,6 +29,7 @@ from probe import failures as F
 from probe.analysis.dnscheck import DnsCheck, check_dns
 from probe.analysis.fingerprints import Fingerprints, default_fingerprints
 from probe.analysis.httpdiff import compare_http, redirect_host
+from probe.analysis.local import local_failure
 from probe.model import Analysis, Measurement, Operation
 
 THROTTLING_FACTOR: Final = 10.0
@@ -66,10 +69,15 @@ def failing_step(m: Measurement) -> tuple[Operation | None, str | None]:
     return None, None
 
 
-def _connectivity_failure(m: Measurement) -> tuple[Operation | None, str | None]:
+def connectivity_failure(m: Measurement) -> tuple[Operation | None, str | None]:
     """Like `failing_step`, but a slow or cut bulk download does not make a vantage "fail"."""
     op, failure = failing_step(m)
     return (op, failure) if op in _CONNECTIVITY else (None, None)
+
+
+def same_failure(a: tuple[Operation | None, str | None], b: tuple[Operation | None, str | None]) -> bool:
+    """Whether two (operation, failure) pairs fail the same way: same step, same family."""
+    return a[0] is not None and a[0] == b[0] and _family(a[1]) == _family(b[1])
 
 
 def _family(failure: str | None) -> str:
@@ -85,6 +93,41 @@ def _family(failure: str | None) -> str:
     if failure is not None and failure.startswith("unknown_failure"):
         return "unknown"
     return failure or "none"
+
+
+def vantage_wide(
+    op: Operation | None, failure: str | None, controls: Sequence[Measurement], consistency: str | None
+) -> Analysis | None:
+    """`vantage_down` (or `inconclusive`) when the target failed and so did every control target.
+
+    A shutdown of the vantage looks like a block of everything: it is claimed only with
+    control targets to show it, and only when name resolution died too; every control target
+    failing while the resolver still answered is a vantage-wide problem of unknown kind.
+    Returns None when the target succeeded or some control target did.
+    """
+    if op is None or not controls:
+        return None
+    control_failures = [connectivity_failure(c) for c in controls]
+    if any(c_op is None for c_op, _ in control_failures):
+        return None
+    if op == "dns" or any(c_op == "dns" for c_op, _ in control_failures):
+        return Analysis(
+            "vantage_down",
+            op,
+            failure,
+            f"the target ({op}: {failure}) and all {len(controls)} control targets failed, "
+            "and name resolution failed: the vantage is cut off",
+            accessible=False,
+            dns_consistency=consistency,
+        )
+    return Analysis(
+        "inconclusive",
+        op,
+        failure,
+        f"the target ({op}: {failure}) and every control target failed while the resolver "
+        "still answered: a vantage-wide problem, not a block of this target",
+        dns_consistency=consistency,
+    )
 
 
 def _is_https(m: Measurement) -> bool:
@@ -107,37 +150,31 @@ def analyze(
     `baseline_bps`: the target's usual throughput at this vantage, if known.
     """
     fps = fingerprints if fingerprints is not None else default_fingerprints()
+    # 0. The probe's own machine failed (no descriptor, no memory): nothing was measured, and a
+    #    control that failed so vouches for nothing (docs/verdicts.md, "The daemon's own failures").
+    own = local_failure(m)
+    if own is not None:
+        return Analysis(
+            "inconclusive",
+            own[0],
+            own[1],
+            f"the probe's own machine failed at {own[0]} ({own[1]}): not a measurement of the network",
+        )
+    controls = [c for c in controls if local_failure(c) is None]
+    if control_vantage is not None and local_failure(control_vantage) is not None:
+        control_vantage = None
     dns = check_dns(m, control_vantage, controls, fps)
-    op, failure = _connectivity_failure(m)
-    control_failures = [_connectivity_failure(c) for c in controls]
-    vantage_ok = any(c_op is None for c_op, _ in control_failures)
+    op, failure = connectivity_failure(m)
 
     # 1. A shutdown of the vantage looks like a block of everything; claim it only with
     #    control targets to show it, and only when name resolution died too.
-    if op is not None and controls and not vantage_ok:
-        dns_failed = op == "dns" or any(c_op == "dns" for c_op, _ in control_failures)
-        if dns_failed:
-            return Analysis(
-                "vantage_down",
-                op,
-                failure,
-                f"the target ({op}: {failure}) and all {len(controls)} control targets failed, "
-                "and name resolution failed: the vantage is cut off",
-                accessible=False,
-                dns_consistency=dns.consistency,
-            )
-        return Analysis(
-            "inconclusive",
-            op,
-            failure,
-            f"the target ({op}: {failure}) and every control target failed while the resolver "
-            "still answered: a vantage-wide problem, not a block of this target",
-            dns_consistency=dns.consistency,
-        )
+    wide = vantage_wide(op, failure, controls, dns.consistency)
+    if wide is not None:
+        return wide
 
     # 2. The control vantage failing the same way means the target is down, not censored.
-    cv_op, cv_failure = _connectivity_failure(control_vantage) if control_vantage else (None, None)
-    if op is not None and cv_op == op and _family(cv_failure) == _family(failure):
+    cv_op, cv_failure = connectivity_failure(control_vantage) if control_vantage else (None, None)
+    if same_failure((op, failure), (cv_op, cv_failure)):
         return Analysis(
             "target_down",
             op,
@@ -253,19 +290,20 @@ def _tls_mitm(
     """Interception: a handshake that completes with a chain that does not validate."""
     if op != "tls_handshake" or not any(obs.failure is None for obs in m.tls):
         return None
-    issuer = m.tls_issuer or "an unknown issuer"
+    rogue = m.tls_issuer or "an unknown issuer"
     if control_vantage is not None and control_vantage.tls:
         control_valid = any(obs.failure is None and obs.valid is True for obs in control_vantage.tls)
         if not control_valid:
             return None  # the control vantage did not see a valid chain either: not proven
-        evidence = f"the control vantage got a valid chain from {control_vantage.tls_issuer}"
+        issuer = control_vantage.tls_issuer  # a helper's answer says valid, not who issued it
+        evidence = "the control got a valid chain" + (f" from {issuer}" if issuer else "")
     else:
         evidence = "no control vantage chain to compare"
     return Analysis(
         "tls_mitm",
         "tls_handshake",
         failure,
-        f"the TLS chain for {m.target} does not validate ({failure}); issuer {issuer!r}; {evidence}",
+        f"the TLS chain for {m.target} does not validate ({failure}); issuer {rogue!r}; {evidence}",
         blocking="tls",
         accessible=False,
         dns_consistency=dns.consistency,

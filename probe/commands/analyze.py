@@ -27,11 +27,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="recount the hourly counts and detect all episodes again from measurements",
     )
+    parser.add_argument(
+        "--rejudge",
+        action="store_true",
+        help="with --rebuild: first judge every measurement again from its stored observations "
+        "and the control kept with it (after an analysis change)",
+    )
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from probe.daemon.logs import redact
+    from probe.redaction import redact_url
     from probe.store import StoreError
 
     if not args.rebuild:
@@ -41,39 +48,47 @@ def handle(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     try:
-        filled, hours, episodes = run_async(rebuild(config))
+        rejudged: list[tuple[int, int]] = []
+        filled, hours, episodes = run_async(rebuild(config, rejudged if args.rejudge else None))
     except (StoreError, OSError) as exc:
         print(f"curfew: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
+    for judged, changed in rejudged:
+        print(f"{redact_url(config.database_url)}: {judged} measurements judged again, {changed} changed")
     print(
-        f"{redact(config.database_url)}: {episodes} episodes; {hours} hourly counts;"
+        f"{redact_url(config.database_url)}: {episodes} episodes; {hours} hourly counts;"
         f" local time set on {filled} measurements"
     )
     return EXIT_OK
 
 
-async def rebuild(config: Config) -> tuple[int, int, int]:
+async def rebuild(config: Config, rejudged: list[tuple[int, int]] | None = None) -> tuple[int, int, int]:
     """Upgrade the schema, fill local times, recount the hourly counts, rebuild episodes:
-    (rows filled, hourly_counts rows, episodes), in one transaction."""
+    (rows filled, hourly_counts rows, episodes), in one transaction.
+
+    With `rejudged` (a list), every measurement is first judged again from its stored
+    observations (`probe.store.rejudge`) and (rows judged, rows changed) is appended to it."""
     import asyncio
 
-    from sqlalchemy.exc import DBAPIError
-
-    from probe.store import StoreError, blackouts, rollup, upgrade
+    from probe.store import blackouts, rollup, upgrade
     from probe.store.engine import create_engine
+    from probe.store.errors import database_errors
 
     zones = {v.name: v.timezone for v in config.vantages}
     engine = create_engine(config.database_url)
     try:
-        await asyncio.to_thread(upgrade, config.database_url)
-        async with engine.begin() as conn:
-            filled = await blackouts.fill_local_time(conn, zones)
-            hours = await rollup.recount(conn)
-            episodes = await blackouts.rebuild(
-                conn, zones, config.confirm_count, config.confirm_count, config.episode_min_span
-            )
-    except DBAPIError as exc:
-        raise StoreError(str(exc.orig) or type(exc.orig).__name__) from exc
+        with database_errors("analyze"):
+            await asyncio.to_thread(upgrade, config.database_url)
+            async with engine.begin() as conn:
+                if rejudged is not None:
+                    from probe.store.rejudge import rejudge_all
+
+                    rejudged.append(await rejudge_all(conn))
+                filled = await blackouts.fill_local_time(conn, zones)
+                hours = await rollup.recount(conn)
+                episodes = await blackouts.rebuild(
+                    conn, zones, config.confirm_count, config.confirm_count, config.episode_min_span
+                )
     finally:
         await engine.dispose()
     return filled, hours, episodes

@@ -22,10 +22,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def handle(args: argparse.Namespace) -> int:
     from probe.config import load_config
     from probe.daemon.logs import redact
+    from probe.redaction import redact_url
     from probe.store import SchemaDrift, StoreError, check, upgrade
 
     config = load_config(args.config)
-    where = redact(config.database_url)
+    where = redact_url(config.database_url)
     try:
         if args.db_command == "upgrade":
             upgrade(config.database_url)

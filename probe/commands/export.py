@@ -32,8 +32,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def handle(args: argparse.Namespace) -> int:
     from probe.daemon.logs import redact
     from probe.export.ooni import export
+    from probe.redaction import remember
     from probe.store import StoreError
 
+    remember([args.db])  # its password, in whatever form an error message quotes it
     if args.since is not None and args.until is not None and args.since >= args.until:
         print("curfew: error: --since must be before --until", file=sys.stderr)
         return EXIT_USAGE

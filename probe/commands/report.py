@@ -17,6 +17,11 @@ from pathlib import Path
 from probe.commands.common import DEFAULT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, run_async
 
 FORMATS = ("text", "csv", "json", "png")
+MAX_DAYS = 3660
+"""The most local days one report shows or infers schedules over (ten years). A wider range is
+cut to the days that have measurements, and what is left must fit."""
+EARLIEST, LATEST = date(1970, 1, 1), date(9000, 12, 31)
+"""Bounds the dates asked of the database (its zone margins must not overflow `date`)."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,7 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--window-days",
         type=int,
         default=14,
-        help="days the schedules are inferred over, ending --until (default 14)",
+        help=f"days the schedules are inferred over, ending --until (default 14, at most {MAX_DAYS})",
     )
     parser.add_argument("--format", choices=FORMATS, default="text", help="text (default), csv, json or png")
     parser.add_argument(
@@ -58,17 +63,23 @@ def handle(args: argparse.Namespace) -> int:
 
     from probe.daemon.logs import redact
     from probe.export.report import build, render_text, to_json, write_csv
+    from probe.redaction import remember
     from probe.store.engine import StoreError
     from probe.store.report import Filters, load
 
+    remember([args.db])  # its password, in whatever form an error message quotes it
     if args.format == "png" and args.output is None:
         print("curfew: error: --format png needs --output FILE", file=sys.stderr)
         return EXIT_USAGE
-    if args.window_days < 1:
-        print("curfew: error: --window-days must be at least 1", file=sys.stderr)
+    if not 1 <= args.window_days <= MAX_DAYS:
+        print(f"curfew: error: --window-days must be between 1 and {MAX_DAYS}", file=sys.stderr)
         return EXIT_USAGE
     if args.since is not None and args.until is not None and args.since > args.until:
         print("curfew: error: --since must not be after --until", file=sys.stderr)
+        return EXIT_USAGE
+    problem = _output_problem(args.output)
+    if problem is not None:
+        print(f"curfew: error: --output {args.output}: {problem}", file=sys.stderr)
         return EXIT_USAGE
     zones: dict[str, str] = {}
     confirm_count = 2
@@ -80,7 +91,9 @@ def handle(args: argparse.Namespace) -> int:
         url = config.database_url
         zones = {v.name: v.timezone for v in config.vantages}
         confirm_count = config.confirm_count
-    filters = Filters(args.since, args.until, tuple(args.vantage), tuple(args.target), args.window_days)
+    since = None if args.since is None else min(max(args.since, EARLIEST), LATEST)
+    until = None if args.until is None else min(max(args.until, EARLIEST), LATEST)
+    filters = Filters(since, until, tuple(args.vantage), tuple(args.target), args.window_days)
     try:
         data = run_async(load(url, filters, zones=zones, confirm_count=confirm_count))
     except (StoreError, OSError) as exc:
@@ -92,22 +105,54 @@ def handle(args: argparse.Namespace) -> int:
     if data is None:
         print(_nothing(args), file=sys.stderr)
         return EXIT_OK
+    if (data.until - data.since).days + 1 > MAX_DAYS:
+        # Asked for more than a report can show (--since 0001-01-01: 740,000 rows): the days
+        # before the first and after the last measurement go, as they would only be empty rows.
+        days = sorted({day for (_, _, day, _) in data.cells})
+        data.since = max(data.since, date.fromisoformat(days[0]))
+        data.until = min(data.until, date.fromisoformat(days[-1]))
+        span = (data.until - data.since).days + 1
+        if span > MAX_DAYS:
+            print(
+                f"curfew: error: --since/--until: {data.since} to {data.until} has measurements on "
+                f"{span} days; at most {MAX_DAYS} in one report",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     report = build(data, args.window_days)
-    if args.format == "png":
-        from probe.export.heatmap import write_png
+    try:
+        if args.format == "png":
+            from probe.export.heatmap import write_png
 
-        write_png(report, args.output)
-        print(f"{args.output}: {len(report.series)} heatmaps", file=sys.stderr)
-        return EXIT_OK
-    with ExitStack() as stack:
-        out = sys.stdout if args.output is None else stack.enter_context(args.output.open("w", newline=""))
-        if args.format == "csv":
-            write_csv(report, out)
-        elif args.format == "json":
-            out.write(orjson.dumps(to_json(report), option=orjson.OPT_INDENT_2).decode() + "\n")
-        else:
-            out.write(render_text(report, colour=args.output is None and sys.stdout.isatty()) + "\n")
+            write_png(report, args.output)
+            print(f"{args.output}: {len(report.series)} heatmaps", file=sys.stderr)
+            return EXIT_OK
+        with ExitStack() as stack:
+            out = (
+                sys.stdout if args.output is None else stack.enter_context(args.output.open("w", newline=""))
+            )
+            if args.format == "csv":
+                write_csv(report, out)
+            elif args.format == "json":
+                out.write(orjson.dumps(to_json(report), option=orjson.OPT_INDENT_2).decode() + "\n")
+            else:
+                out.write(render_text(report, colour=args.output is None and sys.stdout.isatty()) + "\n")
+    except OSError as exc:  # a full disk, a file that went away, permissions
+        print(f"curfew: error: --output {args.output}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
+
+
+def _output_problem(output: Path | None) -> str | None:
+    """Why `output` cannot be written to, found before the database is read; None if it can."""
+    if output is None:
+        return None
+    if output.is_dir():
+        return "is a directory (give a file name)"
+    parent = output.parent
+    if not parent.is_dir():
+        return f"directory {parent} does not exist"
+    return None
 
 
 def _nothing(args: argparse.Namespace) -> str:

@@ -8,22 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import time
 
+# Every line passes through it: the config's passwords and any URL's userinfo are masked.
+from probe.redaction import redact as redact
+
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
-# Anything that looks like credentials in a URL (user:password@) is cut before it is written.
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """Remove URL userinfo: ``postgresql://u:secret@h/db`` -> ``postgresql://***@h/db``.
-
-    >>> redact("database=postgresql://curfew:hunter2@db/curfew")
-    'database=postgresql://***@db/curfew'
-    """
-    return _USERINFO.sub(r"\g<scheme>***@", text)
 
 
 class EventFormatter(logging.Formatter):

@@ -4,22 +4,36 @@ A verdict is only as good as its controls: the control targets at the same vanta
 same target at a control vantage must be measured at (about) the same time. Rather than
 probing them again for every target, a control measurement younger than `control_max_age`
 is shared, and one in flight is awaited rather than duplicated.
+
+A measurement that failed on this machine (`probe.analysis.local`: out of descriptors, memory,
+local ports) is not a measurement of the network: it is counted (`on_local_failure`) and
+logged, never judged, stored or used as a control (docs/verdicts.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from probe import failures
+from probe.analysis.local import local_failure
+from probe.analysis.verdict import connectivity_failure
 from probe.clock import SYSTEM_CLOCK, Clock
 from probe.config import Config
 from probe.engine import measure
+from probe.helper.answer import HelperAnswer
+from probe.helper_pool import ControlFailures, HelperPool
 from probe.model import Measurement, Result
-from probe.round import judge
+from probe.round import elsewhere, judge, reach
 from probe.vantage import VantageNetwork, vantage_network
 
 Measure = Callable[[str, str], Awaitable[Measurement]]
+LocalFailureHook = Callable[[str], None]
+"""Called with the reason (`probe.failures.LOCAL_REASONS`) of each probe that failed locally."""
+
+log = logging.getLogger("curfew.prober")
 
 
 @dataclass
@@ -32,17 +46,34 @@ class Prober:
     """Measures pairs under a global concurrency limit; never two runs of one pair at once."""
 
     def __init__(
-        self, config: Config, clock: Clock = SYSTEM_CLOCK, measure_fn: Measure | None = None
+        self,
+        config: Config,
+        clock: Clock = SYSTEM_CLOCK,
+        measure_fn: Measure | None = None,
+        control_failures: ControlFailures | None = None,
+        on_local_failure: LocalFailureHook | None = None,
     ) -> None:
         self.clock = clock
-        self._gate = asyncio.Semaphore(config.max_concurrency)
+        self._on_local_failure = on_local_failure
+        self.max_concurrency = 0
         self._recent: dict[tuple[str, str], _Fresh] = {}
         self._measure_fn = measure_fn
+        self.control_failures = control_failures if control_failures is not None else ControlFailures()
+        self.helpers: HelperPool | None = None
+        self.config = config
         self.swap(config)
 
     def swap(self, config: Config) -> None:
         """Use a new config from the next run on (in-flight runs finish with the old one)."""
+        if self.helpers is not None:
+            # Asks in flight keep the old clients until they are done (bounded by their deadline).
+            self.helpers.close_later(self.config.probe.timeouts.helper + 1.0)
+        self.helpers = HelperPool(config, self.control_failures)
         self.config = config
+        if config.max_concurrency != self.max_concurrency:
+            # Runs in flight keep the old gate; new ones queue at the new limit.
+            self._gate = asyncio.Semaphore(config.max_concurrency)
+            self.max_concurrency = config.max_concurrency
         self._networks: dict[str, VantageNetwork] = {
             v.name: vantage_network(v, config) for v in config.vantages
         }
@@ -68,15 +99,34 @@ class Prober:
         """A recent (or in-flight) measurement of the pair, else a new one; True if new."""
         fresh = self._recent.get((vantage, target))
         age_ok = fresh is not None and self.clock.monotonic() - fresh.at <= self.control_max_age
-        if fresh is not None and age_ok and not (fresh.task.done() and fresh.task.exception()):
+        if fresh is not None and age_ok and not (fresh.task.done() and _unusable(fresh.task)):
             return fresh.task, False
         return self._start(vantage, target), True
+
+    async def _reach(self, control: Measurement, mine: Measurement) -> Measurement:
+        """The control vantage's measurement of `mine`'s target, extended with what it saw on
+        the addresses `mine` resolved and it did not (as a helper would); others as they are."""
+        if self._measure_fn is not None or control.target != mine.target:
+            return control
+        if not self.config.vantage(control.vantage).control:
+            return control
+        missing = elsewhere(control, [mine])
+        if not missing:
+            return control
+        async with self._gate:
+            return await reach(self.config, self._networks[control.vantage], control, missing, self.clock)
+
+    async def aclose(self) -> None:
+        if self.helpers is not None:
+            await self.helpers.aclose()
 
     async def run(self, vantage: str, target: str) -> list[Result]:
         """Probe the pair (and whatever controls are stale) and judge it in one round.
 
         Returns the results of every measurement made fresh for this run, the pair's first:
-        each is a real measurement and is stored and counted.
+        each is a real measurement and is stored and counted. If the pair's own probe failed
+        on this machine, there is no result for the pair: the list holds only the fresh
+        controls that did measure the network (possibly none).
         """
         config = self.config
         own = self._start(vantage, target)
@@ -85,9 +135,85 @@ class Prober:
         needed += [(v.name, target) for v in config.vantages if v.control and v.name != vantage]
         shared = [self._shared(v, t) for v, t in needed]
         mine = await own
+        usable = local_failure(mine) is None
+        if usable and config.vantage(vantage).control and connectivity_failure(mine)[0] is not None:
+            # The control vantage failed: only the other vantages can tell an outage (they fail
+            # the same way) from a problem of its own, so they are measured now (or shared).
+            peers = [(v.name, target) for v in config.vantages if not v.control]
+            needed += peers
+            shared += [self._shared(v, t) for v, t in peers]
+        helpers = self.helpers
+        # The helper is asked as soon as the vantage's own addresses are known, while the
+        # shared controls finish.
+        asking = (
+            asyncio.ensure_future(helpers.ask(mine))
+            if usable and helpers is not None and helpers.wanted(mine)
+            else None
+        )
+        try:
+            return await self._judge(config, vantage, target, mine, needed, shared, asking)
+        finally:
+            if asking is not None and not asking.done():
+                asking.cancel()  # the run was cancelled (drain): so is its question to the helper
+
+    async def _judge(
+        self,
+        config: Config,
+        vantage: str,
+        target: str,
+        mine: Measurement,
+        needed: list[tuple[str, str]],
+        shared: list[tuple[asyncio.Future[Measurement], bool]],
+        asking: asyncio.Future[HelperAnswer | None] | None,
+    ) -> list[Result]:
+        """The rest of `run`, once the pair's own measurement is in: wait for the controls (and
+        the helper), reach the vantage's addresses from the control vantage, judge."""
         controls = await asyncio.gather(*(task for task, _ in shared), return_exceptions=True)
-        measurements = [mine] + [m for m in controls if isinstance(m, Measurement)]
-        results = judge(config, measurements)
         fresh_keys = {(v, t) for (v, t), (_, new) in zip(needed, shared, strict=True) if new}
-        fresh = [r for r in results[1:] if (r.measurement.vantage, r.measurement.target) in fresh_keys]
-        return [results[0], *fresh]
+        measurements = []
+        for m in [mine] + [m for m in controls if isinstance(m, Measurement)]:
+            if local_failure(m) is None:
+                measurements.append(m)
+            elif m is mine or (m.vantage, m.target) in fresh_keys:  # counted once, by its maker
+                self._local(m)
+        pair_measured = bool(measurements) and measurements[0] is mine
+        if pair_measured and not config.vantage(vantage).control:
+            measurements = [mine, *await asyncio.gather(*(self._reach(m, mine) for m in measurements[1:]))]
+        answers = {}
+        if asking is not None:
+            answer = await asking
+            if answer is not None and pair_measured:
+                answers[(vantage, target)] = answer
+        results = judge(config, measurements, helper_answers=answers)
+        fresh = [r for r in results if (r.measurement.vantage, r.measurement.target) in fresh_keys]
+        return [results[0], *fresh] if pair_measured else fresh
+
+    def _local(self, m: Measurement) -> None:
+        found = local_failure(m)
+        assert found is not None
+        operation, failure = found
+        reason = failures.local_reason(failure)
+        log.warning(
+            "event=local-failure vantage=%s target=%s operation=%s reason=%s stored=no",
+            m.vantage,
+            m.target,
+            operation,
+            reason,
+        )
+        if self._on_local_failure is not None:
+            self._on_local_failure(reason)
+
+
+def own_result(pair: tuple[str, str], results: list[Result]) -> Result | None:
+    """The result of `pair` itself among what `Prober.run(*pair)` returned; None when the pair's
+    own probe failed on this machine (so there is no verdict to confirm)."""
+    if results and (results[0].measurement.vantage, results[0].measurement.target) == pair:
+        return results[0]
+    return None
+
+
+def _unusable(task: asyncio.Future[Measurement]) -> bool:
+    """A finished control that cannot vouch for anything: it raised, or failed on this machine."""
+    if task.cancelled() or task.exception() is not None:
+        return True
+    return local_failure(task.result()) is not None

@@ -181,6 +181,17 @@ class Tracker:
         self._targets: dict[tuple[str, str], _Detector] = {}
         self._vantages: dict[str, _Detector] = {}
 
+    def set_thresholds(self, open_after: int, close_after: int, min_span: float) -> None:
+        """New hysteresis from the next measurement on (a reload of confirm_count or
+        confirm_interval), for the runs under way too."""
+        if open_after < 1 or close_after < 1 or min_span < 0:
+            raise ValueError("open_after and close_after must be at least 1, min_span >= 0")
+        self.open_after, self.close_after, self.min_span = open_after, close_after, min_span
+        for detector in [*self._vantages.values(), *self._targets.values()]:
+            detector.open_after, detector.close_after = open_after, close_after
+            if detector.target is not None:
+                detector.min_span = min_span
+
     def observe(self, item: Observation | Result) -> list[EpisodeEvent]:
         """Take one measurement; return the episodes it opened, updated or closed."""
         o = item if isinstance(item, Observation) else Observation.of(item)

@@ -6,7 +6,7 @@ episodes, totals, hourly ratios, inferred schedules) that a scrape renders witho
 on anything. Pure like the rest of the package: time comes in as arguments.
 
     monitor = Monitor({"kz-almaty": "Asia/Almaty"}, open_after=config.confirm_count)
-    events = monitor.observe(result)        # write them with probe.store.blackouts
+    events = monitor.observe(result)        # journal them: store.submit_episodes(events)
     snapshot = monitor.snapshot(now)         # from the metrics collector, any thread
 """
 
@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from probe.episodes.detect import DEFAULT_CLOSE_AFTER, DEFAULT_OPEN_AFTER, Tracker
 from probe.episodes.model import Episode, EpisodeEvent, Observation
 from probe.episodes.pattern import DEFAULT_WINDOW_DAYS, HourlyCounts, Schedule, infer_pattern, window_start
+from probe.failures import is_local
 
 if TYPE_CHECKING:
     from probe.model import Result
@@ -79,12 +80,19 @@ class Monitor:
             self._pairs = tuple(pairs)
             self._schedules = None
 
+    def set_thresholds(self, open_after: int, close_after: int, min_span: float) -> None:
+        """The tracker's hysteresis (from confirm_count and confirm_interval), on each reload."""
+        with self._lock:
+            self._tracker.set_thresholds(open_after, close_after, min_span)
+
     def _zone(self, vantage: str) -> ZoneInfo:
         return self._zones.get(vantage) or ZoneInfo("UTC")
 
     def observe(self, item: Observation | Result) -> list[EpisodeEvent]:
         """Take one result; return the episode events it caused (to be stored)."""
         o = item if isinstance(item, Observation) else Observation.of(item)
+        if is_local(o.failure):
+            return []  # the machine's own failure says nothing of reachability (docs/verdicts.md)
         with self._lock:
             return self._observe(o, count=True)
 

@@ -18,10 +18,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -32,7 +32,10 @@ from probe.lab.doh import DohServer
 from probe.lab.loss import Loss
 from probe.lab.origin import Origin
 from probe.lab.rules import Policy
-from probe.lab.scenario import Scenario, TargetSpec, load_scenario
+from probe.lab.scenario import Scenario, TargetSpec, VantageSpec, load_scenario
+
+if TYPE_CHECKING:
+    from probe.helper.server import RunningHelper
 
 Clock = Callable[[], dt.datetime]
 
@@ -67,6 +70,7 @@ class Lab:
         *,
         loss: float = 0.0,
         seed: int | None = None,
+        helper_probe: Mapping[str, Any] | None = None,
     ) -> None:
         self.scenario = scenario
         self.loss = Loss(loss, seed)
@@ -81,6 +85,8 @@ class Lab:
         self._origins: dict[str, Origin] = {}
         self._fronts: dict[str, Front] = {}
         self._refresher: asyncio.Task[None] | None = None
+        self._helper_probe = dict(helper_probe or {})
+        self._helpers: dict[str, RunningHelper] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -118,12 +124,38 @@ class Lab:
                 )
                 self._fronts[target.name] = front
                 await front.start()
+            for vantage in self.scenario.helper_vantages:
+                self._helpers[vantage.name] = await self._start_helper(vantage)
             self._refresher = asyncio.ensure_future(self._refresh_loop())
         except BaseException:
             await self.close()
             raise
 
+    async def _start_helper(self, vantage: VantageSpec) -> RunningHelper:
+        """`curfew helper` where the control vantage is: its address as listen and source
+        address, the lab's resolver and CA, bogon targets allowed (the lab is loopback)."""
+        from probe.helper.server import serve_helper
+        from probe.helper.settings import HelperFile
+
+        host, port = self.dns_address
+        settings = HelperFile.model_validate(
+            {
+                "helper": {
+                    "listen": f"{vantage.address}:{vantage.helper_port}",
+                    "resolver": f"{host}:{port}",
+                    "source_address": vantage.address,
+                    "ca_bundle": str(self.ca_pem_path),
+                    "allow_private": True,
+                },
+                "probe": self._helper_probe,
+            }
+        )
+        return await serve_helper(settings)
+
     async def close(self) -> None:
+        for running in self._helpers.values():
+            await running.close()
+        self._helpers.clear()
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -199,9 +231,19 @@ class Lab:
         """False if some front fell back to accept-and-silence for tcp_drop/blackhole."""
         return all(front.filter_works for front in self._fronts.values())
 
+    @property
+    def helper_urls(self) -> list[str]:
+        """The URLs of the test helpers the lab runs (scenario vantages with `helper: true`)."""
+        return [running.url for running in self._helpers.values()]
+
     def curfew_config(self) -> dict[str, Any]:
-        """A curfew config (probe/config.py shape) that probes this lab from every vantage."""
+        """A curfew config (probe/config.py shape) that probes this lab from every vantage.
+
+        A vantage served as a test helper is not probed from: the config lists it under
+        `helpers:` instead, and has no control vantage.
+        """
         host, port = self.dns_address
+        helpers = self.scenario.helper_vantages
         vantages = [
             {
                 "name": v.name,
@@ -210,8 +252,14 @@ class Lab:
                 "resolver": f"{host}:{port}",
                 "control": v.control,
                 "labels": {"lab": self.scenario.name},
+                **{
+                    key: value
+                    for key in ("probe_cc", "probe_asn", "probe_network_name")
+                    if (value := getattr(v, key)) is not None
+                },
             }
             for v in self.scenario.vantages
+            if v not in helpers
         ]
         targets = []
         for target in self.scenario.targets:
@@ -225,7 +273,10 @@ class Lab:
             if target.bulk:
                 entry["throughput_url"] = target_url(target, self.target_port(target.name), target.bulk_path)
             targets.append(entry)
-        return {"tls": {"ca_bundle": str(self.ca_pem_path)}, "vantages": vantages, "targets": targets}
+        config: dict[str, Any] = {"tls": {"ca_bundle": str(self.ca_pem_path)}}
+        if self._helpers:
+            config["helpers"] = [{"url": url} for url in self.helper_urls]
+        return {**config, "vantages": vantages, "targets": targets}
 
     def write_config(self, path: Path) -> Path:
         """Write `curfew_config()` as YAML to `path`; return the path."""
@@ -241,21 +292,26 @@ async def serve(
     at: dt.datetime | None = None,
     *,
     ephemeral: bool = False,
+    helper: bool = False,
 ) -> None:
     """Run a scenario until cancelled; print where the curfew config was written.
 
     `at` starts the lab clock at that moment (it then advances in real time); `ephemeral`
-    replaces every port with a free one (no root needed for 443/80 or 53).
+    replaces every port with a free one (no root needed for 443/80 or 53); `helper` serves
+    every control vantage as a test helper.
     """
     scenario = load_scenario(scenario_path)
+    if helper:
+        scenario = scenario.with_helpers()
     if ephemeral:
         scenario = scenario.ephemeral()
     clock = running_from(at) if at is not None else None
     async with Lab(scenario, Path(state_dir), clock=clock) as lab:
         config_path = lab.write_config(Path(state_dir) / "curfew.yaml")
         host, port = lab.dns_address
+        helpers = "".join(f", test helper {url}" for url in lab.helper_urls)
         print(
-            f"lab {scenario.name!r} running: DNS {host}:{port}, CA {lab.ca_pem_path}, "
+            f"lab {scenario.name!r} running: DNS {host}:{port}, CA {lab.ca_pem_path}{helpers}, "
             f"config written to {config_path}",
             flush=True,
         )

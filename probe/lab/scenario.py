@@ -97,11 +97,27 @@ class VantageSpec(_Model):
     """The source address the vantage's traffic comes from (127.0.0.0/8)."""
     control: bool = False
     """A control vantage is outside the censor: no rule ever applies to it."""
+    helper: bool = False
+    """With `control`: the uncensored view comes from a test helper on this address instead
+    (the lab runs `curfew helper` there, and the curfew config it writes has no control
+    vantage, only `helpers:` pointing at it)."""
+    helper_port: Port = 8780
+    """The helper's port on `address` (0 picks a free one)."""
+    probe_cc: str | None = None
+    probe_asn: str | None = None
+    probe_network_name: str | None = None
+    """OONI's identity of the network the vantage stands for (probe/config.py validates them)."""
 
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
         return _loopback(value)
+
+    @model_validator(mode="after")
+    def _helper(self) -> VantageSpec:
+        if self.helper and not self.control:
+            raise ValueError("helper: true needs control: true (a helper is the uncensored view)")
+        return self
 
 
 class TargetSpec(_Model):
@@ -270,6 +286,9 @@ class Scenario(_Model):
     vantages: Annotated[list[VantageSpec], Field(min_length=1)]
     targets: Annotated[list[TargetSpec], Field(min_length=1)]
     rules: list[Rule] = []
+    control_from: Literal["vantage", "helper"] = "vantage"
+    """Where the uncensored view comes from: the control vantages probing themselves, or a
+    test helper on each control vantage's address (as if every one said `helper: true`)."""
 
     @field_validator("timezone")
     @classmethod
@@ -334,8 +353,18 @@ class Scenario(_Model):
             update={
                 "dns": DnsSettings(listen=f"{host}:0"),
                 "targets": [t.model_copy(update={"port": 0}) for t in self.targets],
+                "vantages": [v.model_copy(update={"helper_port": 0}) for v in self.vantages],
             }
         )
+
+    def with_helpers(self) -> Scenario:
+        """A copy with every control vantage served as a test helper (`control_from: helper`)."""
+        return self.model_copy(update={"control_from": "helper"})
+
+    @property
+    def helper_vantages(self) -> list[VantageSpec]:
+        """The control vantages served as test helpers (`helper: true`, or `control_from: helper`)."""
+        return [v for v in self.vantages if v.helper or (v.control and self.control_from == "helper")]
 
 
 def _check_zone(value: str) -> None:
@@ -363,10 +392,31 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     return validate(Scenario, data, source, ScenarioError)
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read a scenario file; a bare name such as "smoke" means a shipped scenario."""
+def _scenario_path(path: str | Path) -> Path:
     path = Path(path)
     if not path.suffix and not path.exists():
         path = SCENARIO_DIR / f"{path}.yaml"
+    return path
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a scenario file; a bare name such as "smoke" means a shipped scenario.
+
+    A file with ``variant_of: NAME`` is that scenario (a shipped name, or a file next to this
+    one) with the variant's own top-level keys in place of the base's.
+    """
+    path = _scenario_path(path)
     data = read_yaml(path, ScenarioError)
+    if isinstance(data, dict) and "variant_of" in data:
+        base_name = str(data["variant_of"])
+        sibling = path.parent / f"{base_name}.yaml"
+        base_path = sibling if sibling.exists() else _scenario_path(base_name)
+        if base_path.resolve() == path.resolve():
+            raise ScenarioError(f"{path.name}: variant_of: a scenario cannot be a variant of itself")
+        if not base_path.is_file():
+            raise ScenarioError(f"{path.name}: variant_of: no scenario {base_name!r}")
+        base = read_yaml(base_path, ScenarioError)
+        if not isinstance(base, dict) or "variant_of" in base:
+            raise ScenarioError(f"{path.name}: variant_of: {base_name!r} must be a plain scenario")
+        data = {**base, **{k: v for k, v in data.items() if k != "variant_of"}}
     return parse_scenario(data, path.name)

@@ -19,27 +19,16 @@ import multiprocessing
 import queue as queue_module
 import signal
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from probe.lab.scenario import Scenario
 from probe.lab.simulate import Group, Progress, Simulation, Summary, groups_of, merge, natural_start, simulate
+from probe.runner import run_async
 
 PROGRESS_EVERY = 0.25
 """Seconds of real time between progress reports from a worker."""
-
-T = TypeVar("T")
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop where available (less CPU per probe), else on asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
 
 
 def deal(groups: Sequence[Group], jobs: int) -> list[list[Group]]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import _ssl
 import asyncio
+import base64
+import dataclasses
 import hashlib
 import socket
 import ssl
@@ -32,7 +34,8 @@ _ATTRIBUTE_NAMES = {
     "emailAddress": "E",
 }
 
-Reconnect = Callable[[], Awaitable[socket.socket | None]]
+Reconnect = Callable[[], Awaitable[tuple[socket.socket | None, str | None]]]
+"""A fresh connection to the same address, or None and the connect's failure."""
 
 
 async def handshake(
@@ -54,9 +57,12 @@ async def handshake(
     if failure is not None and failure.startswith("ssl_") and failure != failures.SSL_FAILED_HANDSHAKE:
         validation_failure = failure
         remaining = timeout - (clock.monotonic() - start)
-        fresh = await reconnect() if remaining > 0 else None
+        fresh, reconnect_failure = await reconnect() if remaining > 0 else (None, None)
         if fresh is None:
-            stream, failure = None, validation_failure
+            # The chain is what failed; unless this machine could not even reconnect, which
+            # makes the whole observation its own failure, not the network's.
+            local = failures.is_local(reconnect_failure)
+            stream, failure = None, (reconnect_failure if local else validation_failure)
         else:
             stream, failure = await _attempt(fresh, net.permissive, server_name, remaining)
     t = clock.monotonic() - origin
@@ -75,7 +81,10 @@ async def handshake(
         version=obj.version(),
         cipher=cipher[0] if cipher else None,
         alpn=obj.selected_alpn_protocol(),
-        peer_chain=peer_chain(obj),
+        # The DER itself only for a chain that did not validate: it is the evidence (an
+        # interceptor's certificates, exported as OONI's peer_certificates); a valid chain's
+        # would add ~4 KB to every stored row for nothing.
+        peer_chain=peer_chain(obj, keep_der=validation_failure is not None),
         valid=validation_failure is None,
         validation_failure=validation_failure,
     )
@@ -98,15 +107,22 @@ async def _attempt(
     return stream, None
 
 
-def peer_chain(obj: ssl.SSLObject) -> tuple[Certificate, ...]:
-    """The certificates the peer sent, leaf first (works without validation)."""
+def peer_chain(obj: ssl.SSLObject, *, keep_der: bool = False) -> tuple[Certificate, ...]:
+    """The certificates the peer sent, leaf first (works without validation); with `keep_der`
+    each carries its DER (base64)."""
     inner: Any = getattr(obj, "_sslobj", None)
     getter = getattr(inner, "get_unverified_chain", None)
     raw: list[Any] = list(getter() or []) if getter is not None else []
     if not raw:
         der = obj.getpeercert(binary_form=True)
-        return (_from_der(der),) if der else ()
-    return tuple(_describe(cert) for cert in raw)
+        return (_from_der(der, keep_der),) if der else ()
+    chain = tuple(_describe(cert) for cert in raw)
+    if keep_der:
+        chain = tuple(
+            dataclasses.replace(c, der=base64.b64encode(cert.public_bytes(_ssl.ENCODING_DER)).decode())
+            for c, cert in zip(chain, raw, strict=True)
+        )
+    return chain
 
 
 # Certificates already described, by DER: a target serves the same chain probe after probe,
@@ -134,7 +150,7 @@ def _describe(cert: Any) -> Certificate:
     return described
 
 
-def _from_der(der: bytes) -> Certificate:
+def _from_der(der: bytes, keep_der: bool = False) -> Certificate:
     from cryptography import x509
 
     cert = x509.load_der_x509_certificate(der)
@@ -144,6 +160,7 @@ def _from_der(der: bytes) -> Certificate:
         sha256=hashlib.sha256(der).hexdigest(),
         not_before=cert.not_valid_before_utc.isoformat(),
         not_after=cert.not_valid_after_utc.isoformat(),
+        der=base64.b64encode(der).decode() if keep_der else None,
     )
 
 

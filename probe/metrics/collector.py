@@ -37,11 +37,13 @@ from prometheus_client.openmetrics import exposition as om_exposition
 from prometheus_client.registry import Collector
 
 import probe
+from probe.failures import LOCAL_REASONS
 from probe.metrics.families import (
     BUILD_INFO,
     FAILURES,
     LAG_BUCKETS,
     LAST_PROBE,
+    LOCAL_FAILURES,
     PER_PAIR,
     PHASE_DURATION,
     RUNS,
@@ -89,6 +91,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._pairs: dict[Pair, PairState] = {}
         self._lag = Histogram(LAG_BUCKETS)
+        self._local_failures = dict.fromkeys(LOCAL_REASONS, 0)
         self._spool: Callable[[], int] | None = None
         self._write_errors: Callable[[], int] | None = None
         # Set while `render` asks the registry for everyone else's families: ours come from cache.
@@ -123,6 +126,12 @@ class Metrics:
         with self._lock:
             self._lag.observe(max(seconds, 0.0))
 
+    def observe_local_failure(self, reason: str) -> None:
+        """Count a probe that failed on this machine (`probe.failures.LOCAL_REASONS`)."""
+        with self._lock:
+            if reason in self._local_failures:
+                self._local_failures[reason] += 1
+
     def set_spool_source(self, fn: Callable[[], int]) -> None:
         """`fn()` returns the number of spooled measurements; called at scrape time, so keep it cheap."""
         self._spool = fn
@@ -145,6 +154,7 @@ class Metrics:
             GaugeMetricFamily(THROUGHPUT.name, THROUGHPUT.help),
             GaugeMetricFamily(LAST_PROBE.name, LAST_PROBE.help),
             HistogramMetricFamily(SCHEDULER_LAG.name, SCHEDULER_LAG.help),
+            CounterMetricFamily(LOCAL_FAILURES.name, LOCAL_FAILURES.help),
             GaugeMetricFamily(SPOOLED.name, SPOOLED.help),
             CounterMetricFamily(WRITE_ERRORS.name, WRITE_ERRORS.help),
         ]
@@ -194,7 +204,10 @@ class Metrics:
             buckets=_buckets(self._lag.le, self._lag.cumulative()),
             sum_value=self._lag.sum,
         )
-        fams: list[Metric] = [info, runs, failures, success, verdict, phases, throughput, last, lag]
+        local = CounterMetricFamily(LOCAL_FAILURES.name, LOCAL_FAILURES.help, labels=["reason"])
+        for reason, n in self._local_failures.items():
+            local.add_metric([reason], n)
+        fams: list[Metric] = [info, runs, failures, success, verdict, phases, throughput, last, lag, local]
         if spooled is not None:
             fams.append(GaugeMetricFamily(SPOOLED.name, SPOOLED.help, value=spooled))
         if write_errors is not None:
@@ -248,6 +261,9 @@ class Metrics:
                     parts, size = [], 0
         with self._lock:
             parts.append(SCHEDULER_LAG.header(openmetrics) + self._lag.lines(SCHEDULER_LAG.name, ""))
+            parts.append(LOCAL_FAILURES.header(openmetrics))
+            name = LOCAL_FAILURES.sample_name
+            parts += [f'{name}{{reason="{r}"}} {fmt(n)}\n' for r, n in self._local_failures.items()]
         if spooled is not None:
             parts.append(f"{SPOOLED.header(openmetrics)}{SPOOLED.name} {fmt(spooled)}\n")
         if write_errors is not None:

@@ -117,6 +117,34 @@ SPOOLED: Final = Family(
 WRITE_ERRORS: Final = Family(
     "curfew_store_write_errors", "counter", "Failed writes of measurements to the database."
 )
+CONTROL_FAILURES: Final = Family(
+    "curfew_control_failures",
+    "counter",
+    "Test-helper exchanges that gave no control, by helper (its host) and reason "
+    "(timeout, unreachable, http_status, too_large, bad_answer).",
+)
+LOCAL_FAILURES: Final = Family(
+    "curfew_probe_local_failures",
+    "counter",
+    "Probes that failed on this machine (out of descriptors, memory, buffers or local ports), by "
+    "reason; not measurements of the network, so neither judged nor stored.",
+)
+JOURNAL_WRITE_ERRORS: Final = Family(
+    "curfew_journal_write_errors",
+    "counter",
+    "Failed writes of measurements to the on-disk journal (a full or failing disk); each is retried.",
+)
+UNJOURNALED: Final = Family(
+    "curfew_unjournaled_measurements",
+    "gauge",
+    "Measurements held only in memory: neither the journal's disk nor the database has taken them "
+    "yet; lost if the process stops now.",
+)
+JOURNAL_SKIPPED: Final = Family(
+    "curfew_journal_skipped_lines",
+    "counter",
+    "Journal lines read back and not replayed (torn, damaged, or not a measurement: set aside).",
+)
 
 PER_PAIR: Final[tuple[Family, ...]] = (
     RUNS,

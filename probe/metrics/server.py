@@ -5,28 +5,151 @@ loop, and is streamed: the exposition is pulled from `Metrics.render_chunks` abo
 `SEND_BATCH` bytes at a time, gzipped incrementally when the scraper accepts it (Prometheus
 does), and sent with chunked transfer encoding, so neither the body nor its compressed form is
 ever held whole. A body that fits in one batch is sent with a Content-Length instead.
-Connections are kept alive between scrapes, as Prometheus does; an idle connection is closed
-after `IDLE_TIMEOUT`.
+Connections are kept alive between scrapes, as Prometheus does.
+
+The port is reachable by every local user, and whatever it holds open the probes cannot use
+(issue 12: clients that connected, pipelined requests and never read ran the daemon out of
+descriptors, and its probes failed as if censored). So the server defends the daemon first
+(`Limits`):
+
+- at most `max_connections` at once; a connection beyond that takes the place of the one idle
+  the longest (waiting for a request), else of the one whose client has not read for the
+  longest (`STALL_EVICT` at least), else waits in the kernel's backlog;
+- it stops accepting while fewer than `reserve` descriptors are free (the probes' share);
+- a request head must arrive within `head_timeout` of its first byte (slowloris) and within
+  `idle_timeout` of the previous response; a head is at most `MAX_HEAD` bytes;
+- a response must make progress every `write_timeout` and be sent within `response_timeout`
+  (a client that never reads is dropped); a connection serves at most `max_requests`
+  requests, and pipelined ones are read only as the previous response is sent;
+- one batch is rendered at a time, whatever the number of connections (`_render`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
+import resource
+import socket
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Final
 
 from probe.metrics.collector import Metrics
 
 log = logging.getLogger(__name__)
 
-IDLE_TIMEOUT: Final = 60.0
 MAX_HEAD: Final = 16 * 1024
 GZIP_MIN: Final = 4096  # below this, compressing costs more than it saves
 SEND_BATCH: Final = 1 << 20
 """About how many bytes of exposition text are rendered (and compressed) per trip to the thread."""
+BACKLOG: Final = 64
+ACCEPT_PAUSE: Final = 0.5
+"""Seconds to wait before trying again when the server may not (or cannot) accept."""
+RESERVE_MIN: Final = 64
+RESERVE_MAX: Final = 1024
+"""A burst of probes needs a few descriptors each: at 1,024 free, the server's 32 are no threat,
+and under the unit's LimitNOFILE=65536 a busy prober may use the other 64,000 without pausing it."""
+STALL_EVICT: Final = 1.0
+"""A response the client has not read from for this long may be dropped for a newcomer when the
+server is full: a scraper reads as fast as the server writes; a client that does not read is
+not scraping."""
+LOG_EVERY: Final = 60.0
+"""At most one line per this many seconds about refused or dropped connections."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one local client (or many) may take from the daemon through the metrics port."""
+
+    max_connections: int = 32
+    """Prometheus keeps one connection per target; a few scrapers and curl fit many times over."""
+    reserve: int | None = None
+    """Descriptors kept free for everything else (probes, store, journal): accepting stops below
+    this. None: a quarter of the soft RLIMIT_NOFILE, at least 64 and at most `RESERVE_MAX`."""
+    idle_timeout: float = 75.0
+    """A kept-alive connection may wait this long for its next request (above a 60 s scrape
+    interval, so Prometheus' connection survives between scrapes)."""
+    head_timeout: float = 10.0
+    """Seconds from the first byte of a request to the end of its head."""
+    write_timeout: float = 10.0
+    """Seconds a response may go without the client taking any of it."""
+    response_timeout: float = 120.0
+    """Seconds to send one whole response (a 10,000-pair exposition takes a few)."""
+    max_requests: int = 1000
+    """Requests served on one connection before it is closed (the scraper reconnects)."""
+
+    def reserved(self) -> int:
+        if self.reserve is not None:
+            return self.reserve
+        soft = _soft_nofile()
+        return RESERVE_MIN if soft is None else max(RESERVE_MIN, min(soft // 4, RESERVE_MAX))
+
+
+def _soft_nofile() -> int | None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def free_descriptors() -> int | None:
+    """How many more descriptors this process may open, or None if it cannot tell (no /proc)."""
+    soft = _soft_nofile()
+    if soft is None:
+        return None
+    try:
+        used = len(os.listdir("/proc/self/fd")) - 1  # the listing's own descriptor
+    except OSError as exc:
+        # Out of descriptors, the listing itself cannot open one: that answers the question.
+        return 0 if exc.errno in (errno.EMFILE, errno.ENFILE) else None
+    return soft - used
+
+
+@dataclass(frozen=True)
+class _Serving:
+    """What every write and render path of one connection's task needs (see `_CURRENT`)."""
+
+    conn: _Connection
+    write_timeout: float
+    render_gate: asyncio.Semaphore
+
+
+_CURRENT: ContextVar[_Serving | None] = ContextVar("metrics_connection", default=None)
+"""Set in each connection's own task, so the write and render helpers see its limits without
+threading them through every call."""
+
+
+async def _drain(writer: asyncio.StreamWriter) -> None:
+    """Wait until the client has taken enough of what was written; TimeoutError if it does not."""
+    current = _CURRENT.get()
+    if current is None:
+        await writer.drain()
+        return
+    current.conn.stalled_since = time.monotonic()
+    try:
+        await asyncio.wait_for(writer.drain(), current.write_timeout)
+    finally:
+        current.conn.stalled_since = None
+
+
+async def _render(fn: Callable[..., bytes], *args: bytes) -> bytes:
+    """Run `fn` (rendering or compressing a batch) in a worker thread, one connection at a time.
+
+    Pipelined scrapes on many connections would otherwise keep several threads rendering at
+    once, and the probes' event loop would wait for the interpreter behind them (time that
+    shows up in phase durations and timeouts). The gate is held per batch, never while a
+    client is being waited on.
+    """
+    current = _CURRENT.get()
+    if current is None:
+        return await asyncio.to_thread(fn, *args)
+    async with current.render_gate:
+        return await asyncio.to_thread(fn, *args)
+
 
 INDEX: Final = (
     b"<!DOCTYPE html>\n<html><head><title>curfew</title></head><body>\n"
@@ -42,97 +165,272 @@ REASONS: Final = {
 }
 
 
+class _Connection:
+    """One client connection, and since when it has waited for a request or for the client to
+    read (either makes it the one to drop for a newcomer when the server is full)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.idle_since: float | None = time.monotonic()
+        self.stalled_since: float | None = None
+
+    def abort(self) -> None:
+        self.writer.transport.abort()  # the handler then sees the connection gone and returns
+
+
 class MetricsServer:
     """A running metrics endpoint; `port` is the bound port (useful when asked for port 0)."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, limits: Limits | None = None) -> None:
         self._metrics = metrics
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[object]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
+        self.limits = limits or Limits()
+        self._listener: socket.socket | None = None
+        self._acceptor: asyncio.Task[None] | None = None
+        self._connections: dict[asyncio.Task[None], _Connection] = {}
+        self._changed = asyncio.Event()
+        self._render_gate = asyncio.Semaphore(1)
+        self._refused = 0
+        self._logged_at = -LOG_EVERY
         self.host = ""
         self.port = 0
 
+    @property
+    def connections(self) -> int:
+        """How many client connections are open now."""
+        return len(self._connections)
+
     async def _start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._on_connect, host, port, limit=MAX_HEAD)
-        self.host, self.port = self._server.sockets[0].getsockname()[:2]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.create_server((host, port), family=family, backlog=BACKLOG)
+        listener.setblocking(False)
+        self._listener = listener
+        self.host, self.port = listener.getsockname()[:2]
+        self._acceptor = asyncio.ensure_future(self._accept_loop(listener))
 
     async def close(self) -> None:
         """Stop listening and drop open connections (an in-flight scrape is abandoned)."""
-        if self._server is None:
+        if self._acceptor is None:
             return
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()  # the handler then sees the connection gone and returns
+        self._acceptor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._acceptor
+        if self._listener is not None:
+            self._listener.close()
+        for conn in list(self._connections.values()):
+            conn.abort()
         if self._connections:
             await asyncio.wait(self._connections, timeout=5)
-        await self._server.wait_closed()
 
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._connections.add(task)
-        self._writers.add(writer)
+    # -- accepting, within the limits --------------------------------------------------------
+
+    def _short(self) -> bool:
+        """At the connection cap, or too few descriptors left for the rest of the daemon."""
+        if len(self._connections) >= self.limits.max_connections:
+            return True
+        free = free_descriptors()
+        return free is not None and free < self.limits.reserved()
+
+    def _victim(self) -> _Connection | None:
+        """The connection to drop for a newcomer: the one idle the longest, else the one whose
+        client has not read for the longest (at least `STALL_EVICT` seconds), else None."""
+        conns = self._connections.values()
+        idle = [c for c in conns if c.idle_since is not None]
+        if idle:
+            return min(idle, key=lambda c: c.idle_since or 0.0)
+        stalled_before = time.monotonic() - STALL_EVICT
+        stalled = [c for c in conns if c.stalled_since is not None and c.stalled_since <= stalled_before]
+        return min(stalled, key=lambda c: c.stalled_since or 0.0, default=None)
+
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._short() and self._victim() is None:
+                # Every slot is busy with a client that reads, or the descriptors left are the
+                # probes': leave newcomers in the backlog until that changes.
+                self._note_refused("paused")
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), ACCEPT_PAUSE)
+                continue
+            try:
+                client, _ = await loop.sock_accept(listener)
+            except OSError as exc:
+                # EMFILE/ENFILE/ENOBUFS: the machine is short; the backlog waits, and so do we.
+                self._note_refused(f"accept-failed:{errno.errorcode.get(exc.errno or 0, exc.errno)}")
+                await asyncio.sleep(ACCEPT_PAUSE)
+                continue
+            if not await self._make_room():
+                client.close()
+                self._note_refused("limit")
+                continue
+            try:
+                await self._open(loop, client)
+            except OSError:
+                client.close()
+
+    async def _make_room(self) -> bool:
+        """Make room for a connection just accepted; False if none came in time.
+
+        The victim seen before accepting may have got busy while accept waited: then
+        the newcomer (one descriptor, as accepting stops meanwhile) waits for a slot rather
+        than being turned away, for as long as a stalled write may hold one.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.write_timeout + ACCEPT_PAUSE
+        while self._short():
+            victim = self._victim()
+            if victim is not None:
+                self._evict(victim)
+                return True
+            if loop.time() >= deadline:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), ACCEPT_PAUSE)
+        return True
+
+    async def _open(self, loop: asyncio.AbstractEventLoop, client: socket.socket) -> None:
+        client.setblocking(False)
+        reader = asyncio.StreamReader(limit=MAX_HEAD)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        transport, _ = await loop.connect_accepted_socket(lambda: protocol, client)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        conn = _Connection(writer)
+        task = asyncio.ensure_future(self._handle(reader, conn))
+        self._connections[task] = conn
+
+    def _evict(self, victim: _Connection) -> None:
+        """Drop an idle connection for a newcomer; it stops counting against the cap at once."""
+        for task, conn in list(self._connections.items()):
+            if conn is victim:
+                del self._connections[task]
+        victim.abort()
+        self._note_refused("evicted-idle")
+
+    def _note_refused(self, why: str) -> None:
+        if why != "paused":
+            self._refused += 1
+        now = time.monotonic()
+        if now - self._logged_at >= LOG_EVERY:
+            self._logged_at = now
+            log.warning(
+                "event=metrics-connection-limited reason=%s connections=%d free_descriptors=%s "
+                "refused_or_evicted=%d",
+                why,
+                len(self._connections),
+                free_descriptors(),
+                self._refused,
+            )
+
+    async def _handle(self, reader: asyncio.StreamReader, conn: _Connection) -> None:
+        writer = conn.writer
+        _CURRENT.set(_Serving(conn, self.limits.write_timeout, self._render_gate))
+        finished = False
         try:
-            await _serve_connection(self._metrics, reader, writer)
+            await _serve_connection(self._metrics, self.limits, reader, conn)
+            finished = True
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
-            pass  # the scraper went away, idled out, or we are closing
+            pass  # the scraper went away, idled out, was too slow, or we are closing
+        except Exception:
+            log.exception("metrics: serving a connection failed")
         finally:
+            task = asyncio.current_task()
             if task is not None:
-                self._connections.discard(task)
-            self._writers.discard(writer)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+                self._connections.pop(task, None)
+            try:
+                if finished:  # let the last response out, but not for longer than a stalled write
+                    writer.close()
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(writer.wait_closed(), self.limits.write_timeout)
+            finally:
+                writer.transport.abort()  # never wait on a client that does not read
+                self._changed.set()
 
 
-async def serve_metrics(metrics: Metrics, host: str, port: int) -> MetricsServer:
+async def serve_metrics(
+    metrics: Metrics, host: str, port: int, limits: Limits | None = None
+) -> MetricsServer:
     """Listen on host:port (port 0 picks a free one) and serve `metrics` until `close()`."""
-    server = MetricsServer(metrics)
+    server = MetricsServer(metrics, limits)
     await server._start(host, port)
     return server
 
 
+async def _read_head(reader: asyncio.StreamReader, limits: Limits) -> bytes:
+    """The next request head: its first byte within idle_timeout, the rest within head_timeout."""
+    async with asyncio.timeout(limits.idle_timeout) as deadline:
+        first = await reader.readexactly(1)
+        deadline.reschedule(asyncio.get_running_loop().time() + limits.head_timeout)
+        return first + await reader.readuntil(b"\r\n\r\n")
+
+
 async def _serve_connection(
-    metrics: Metrics, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    metrics: Metrics, limits: Limits, reader: asyncio.StreamReader, conn: _Connection
 ) -> None:
-    while True:
+    writer = conn.writer
+    for served in range(1, limits.max_requests + 1):
+        conn.idle_since = time.monotonic()
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
+            head = await _read_head(reader, limits)
         except asyncio.LimitOverrunError:
-            await _respond(writer, 400, b"request head too large\n", keep_alive=False)
+            conn.idle_since = None
+            await _send(limits, _respond(writer, 400, b"request head too large\n", keep_alive=False))
             return
+        conn.idle_since = None  # busy: not to be evicted for a newcomer
         request = _parse(head)
         if request is None:
-            await _respond(writer, 400, b"bad request\n", keep_alive=False)
+            await _send(limits, _respond(writer, 400, b"bad request\n", keep_alive=False))
             return
         method, path, version, headers = request
-        keep_alive = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
+        keep_alive = (
+            headers.get("connection", "").lower() != "close"
+            and version == "HTTP/1.1"
+            and served < limits.max_requests
+        )
         if headers.get("content-length", "0") != "0" or "transfer-encoding" in headers:
-            await _respond(writer, 400, b"a request body is not expected\n", keep_alive=False)
+            await _send(limits, _respond(writer, 400, b"a request body is not expected\n", keep_alive=False))
             return
-        path = path.split("?", 1)[0]
-        head_only = method == "HEAD"
-        if method not in ("GET", "HEAD"):
-            await _respond(writer, 405, b"only GET\n", keep_alive=keep_alive, extra=(("Allow", "GET, HEAD"),))
-        elif path == "/metrics":
-            gz = "gzip" in headers.get("accept-encoding", "")
-            chunks, ctype = metrics.render_chunks(headers.get("accept", ""))
-            try:
-                await _stream(writer, _Body(chunks, gz), ctype, version, keep_alive, head_only)
-            finally:
-                with contextlib.suppress(ValueError):  # still running in its thread: left to GC
-                    chunks.close()
-        elif path == "/":
-            await _respond(
-                writer, 200, INDEX, "text/html; charset=utf-8", keep_alive=keep_alive, head_only=head_only
-            )
-        elif path == "/healthz":
-            await _respond(writer, 200, b"ok\n", keep_alive=keep_alive, head_only=head_only)
-        else:
-            await _respond(writer, 404, b"not found\n", keep_alive=keep_alive, head_only=head_only)
+        await _send(limits, _answer(metrics, limits, writer, method, path, version, headers, keep_alive))
         if not keep_alive:
             return
+
+
+async def _send(limits: Limits, response: Coroutine[object, object, None]) -> None:
+    """Send one response within `response_timeout` (TimeoutError past it)."""
+    async with asyncio.timeout(limits.response_timeout):
+        await response
+
+
+async def _answer(
+    metrics: Metrics,
+    limits: Limits,
+    writer: asyncio.StreamWriter,
+    method: str,
+    path: str,
+    version: str,
+    headers: dict[str, str],
+    keep_alive: bool,
+) -> None:
+    path = path.split("?", 1)[0]
+    head_only = method == "HEAD"
+    if method not in ("GET", "HEAD"):
+        await _respond(writer, 405, b"only GET\n", keep_alive=keep_alive, extra=(("Allow", "GET, HEAD"),))
+    elif path == "/metrics":
+        gz = "gzip" in headers.get("accept-encoding", "")
+        chunks, ctype = metrics.render_chunks(headers.get("accept", ""))
+        try:
+            await _stream(writer, _Body(chunks, gz), ctype, version, keep_alive, head_only)
+        finally:
+            with contextlib.suppress(ValueError):  # still running in its thread: left to GC
+                chunks.close()
+    elif path == "/":
+        await _respond(
+            writer, 200, INDEX, "text/html; charset=utf-8", keep_alive=keep_alive, head_only=head_only
+        )
+    elif path == "/healthz":
+        await _respond(writer, 200, b"ok\n", keep_alive=keep_alive, head_only=head_only)
+    else:
+        await _respond(writer, 404, b"not found\n", keep_alive=keep_alive, head_only=head_only)
 
 
 class _Body:
@@ -178,7 +476,7 @@ async def _stream(
     writer: asyncio.StreamWriter, body: _Body, ctype: str, version: str, keep_alive: bool, head_only: bool
 ) -> None:
     try:
-        first = await asyncio.to_thread(body.read_raw)
+        first = await _render(body.read_raw)
     except Exception:
         log.exception("metrics: rendering /metrics failed")
         await _respond(writer, 500, b"rendering the metrics failed\n", keep_alive=False)
@@ -203,17 +501,17 @@ async def _stream(
         fields.append(("Content-Encoding", "gzip"))
     writer.write(_head(200, fields))
     if head_only:
-        await writer.drain()
+        await _drain(writer)
         return
-    data = await asyncio.to_thread(body.compress, first)
+    data = await _render(body.compress, first)
     try:
         while True:
             if data:
                 writer.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
-                await writer.drain()  # back-pressure: never buffer the whole body in the transport
+                await _drain(writer)  # back-pressure: never buffer the whole body in the transport
             if body.done:
                 break
-            data = await asyncio.to_thread(body.read)
+            data = await _render(body.read)
     except ConnectionError:
         raise  # the scraper went away
     except Exception:
@@ -223,7 +521,7 @@ async def _stream(
         raise ConnectionAbortedError from None
     if chunked:  # else the connection closes to end the body (keep-alive is HTTP/1.1 only)
         writer.write(b"0\r\n\r\n")
-        await writer.drain()
+        await _drain(writer)
 
 
 def _parse(head: bytes) -> tuple[str, str, str, dict[str, str]] | None:
@@ -263,9 +561,25 @@ async def _respond(
     writer.write(_head(status, fields))
     if not head_only:
         writer.write(body)
-    await writer.drain()
+    await _drain(writer)
 
 
 def _head(status: int, fields: list[tuple[str, str]]) -> bytes:
     head = f"HTTP/1.1 {status} {REASONS[status]}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
     return (head + "\r\n").encode("latin-1")
+
+
+def listen_problem(host: str, port: int) -> OSError | None:
+    """Why `serve_metrics(host, port)` would fail (in use, not an address of this machine,
+    privileged), or None: binds as asyncio's server does (SO_REUSEADDR) and releases at once.
+    For `curfew check` and the start of `curfew run`."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc
+    return None

@@ -4,23 +4,24 @@ grow and close, and rebuilt from `measurements` (``curfew analyze --rebuild``).
 An episode is found again by its identity (vantage, target, onset_before), so writing the
 same episode twice updates one row, and the live daemon and a rebuild agree on the rows.
 
-    writer = BlackoutWriter(engine, zones)       # in the daemon
-    writer.submit(monitor.observe(result))        # never blocks; retried while the database is down
-    await writer.close()
+The daemon's episodes take the measurements' write path: each event's episode is journaled
+by the store (`Store.submit_episodes`) and written from the journal in order, so an episode
+survives kill -9 and a database outage like a measurement does; a replay upserts by identity.
+
+    writer = BlackoutWriter(store)                # in the daemon
+    writer.submit(monitor.observe(result))        # journaled at once; never blocks
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from probe.episodes import Episode, EpisodeEvent, Observation, Tracker
 from probe.episodes.detect import DEFAULT_CLOSE_AFTER, DEFAULT_OPEN_AFTER
@@ -28,38 +29,13 @@ from probe.episodes.model import BLOCKED_VERDICTS
 from probe.episodes.monitor import Monitor
 from probe.episodes.pattern import local_slot
 from probe.store import tables
-
-Row = dict[str, Any]  # not mapping.Row: importing mapping pulls the probe engine into `curfew report`
+from probe.store.mapping import Row, episode_row
 
 log = logging.getLogger(__name__)
 
 b = tables.blackouts
 m = tables.measurements
-RETRY_EVERY = 5.0
 FILL_BATCH = 5000
-
-
-def _local(at: datetime | None, zone: tzinfo) -> str | None:
-    return None if at is None else at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-
-
-def episode_row(e: Episode, zone: tzinfo) -> Row:
-    """The `blackouts` row of `e`, with its local start and end on the vantage's clock."""
-    return {
-        "vantage": e.vantage,
-        "target": e.target,
-        "started_at": e.started_at,
-        "ended_at": e.ended_at,
-        "verdict": e.verdict,
-        "failure": e.failure,
-        "probes": e.probes,
-        "onset_after": e.onset_after,
-        "onset_before": e.onset_before,
-        "offset_after": e.offset_after,
-        "offset_before": e.offset_before,
-        "local_start": _local(e.started_at, zone),
-        "local_end": _local(e.ended_at, zone),
-    }
 
 
 def row_episode(row: Any) -> Episode:
@@ -84,14 +60,20 @@ def _zone(zones: Mapping[str, str], vantage: str) -> ZoneInfo:
 
 async def save(conn: AsyncConnection, episodes: Sequence[Episode], zones: Mapping[str, str]) -> None:
     """Insert or update each episode, found by its identity (vantage, target, onset_before)."""
-    for e in episodes:
-        same_target = b.c.target.is_(None) if e.target is None else b.c.target == e.target
+    await save_rows(conn, [episode_row(e, _zone(zones, e.vantage)) for e in episodes])
+
+
+async def save_rows(conn: AsyncConnection, rows: Sequence[Row]) -> None:
+    """`save` for `blackouts` rows (`mapping.episode_row`), in order: of several states of
+    one episode, the last is what stays."""
+    for row in rows:
+        target = row["target"]
+        same_target = b.c.target.is_(None) if target is None else b.c.target == target
         found = await conn.scalar(
             select(b.c.id).where(
-                and_(b.c.vantage == e.vantage, b.c.onset_before == e.onset_before, same_target)
+                and_(b.c.vantage == row["vantage"], b.c.onset_before == row["onset_before"], same_target)
             )
         )
-        row = episode_row(e, _zone(zones, e.vantage))
         if found is None:
             await conn.execute(insert(b).values(row))
         else:
@@ -171,62 +153,32 @@ async def rebuild(
     return len(rows)
 
 
-class BlackoutWriter:
-    """Writes episode events in the background, in the daemon's event loop.
+class EpisodeJournal(Protocol):
+    """What `BlackoutWriter` needs of the store (`probe.store.Store`)."""
 
-    Only an episode's latest state matters, so pending writes are kept per identity (an
-    episode updated ten times while the database is down is one write when it is back).
-    Must be created inside a running event loop.
+    def submit_episodes(self, events: Sequence[EpisodeEvent]) -> None: ...
+
+
+class BlackoutWriter:
+    """The daemon's episode events, onto the store's journal (`Store.submit_episodes`): the
+    same write path as the measurements, in order with them. Kept as the daemon's handle on
+    episodes; it holds nothing itself, and the store's `close()` is its flush.
     """
 
-    def __init__(self, engine: AsyncEngine, zones: Mapping[str, str]) -> None:
-        self._engine = engine
-        self.zones = dict(zones)  # replace on reload
-        self._pending: dict[tuple[str, str | None, datetime], Episode] = {}
-        self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name="curfew-blackout-writer")
+    def __init__(self, store: EpisodeJournal, zones: Mapping[str, str] | None = None) -> None:
+        self._store = store
+        self.zones = dict(zones or {})  # the store takes each vantage's zone from its config
 
     def submit(self, events: Sequence[EpisodeEvent]) -> None:
-        for event in events:
-            self._pending[event.episode.key] = event.episode
         if events:
-            self._wake.set()
+            self._store.submit_episodes(events)
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if not await self.flush():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.Event().wait(), RETRY_EVERY)
-                self._wake.set()
-
-    async def flush(self) -> bool:
-        """Write what is pending; False (and kept pending) if the database would not take it."""
-        if not self._pending:
-            return True
-        batch = dict(self._pending)
-        try:
-            async with self._engine.begin() as conn:
-                await save(conn, list(batch.values()), self.zones)
-        except Exception as exc:  # the database is down or refused: keep them and retry
-            log.warning("blackouts: could not write %d episodes (%s); retrying", len(batch), exc)
-            return False
-        for key, episode in batch.items():
-            if self._pending.get(key) is episode:
-                del self._pending[key]
-        return True
+        return 0  # journaled at once: the store's `spooled` counts them until written
 
     async def close(self) -> None:
-        """One last attempt to write what is pending, then stop."""
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        await self.flush()
+        """Nothing to do: the store flushes and keeps what the database did not take."""
 
 
 async def restore(conn: AsyncConnection, monitor: Monitor, now: datetime) -> None:

@@ -18,7 +18,6 @@ rows, not the database, are at fault.
 
 from __future__ import annotations
 
-import operator
 import re
 import sqlite3
 from collections.abc import Sequence
@@ -30,10 +29,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from probe.store import rollup, tables
+from probe.store.columns import COLUMNS, STARTED_AT, column_values
 from probe.store.mapping import JSON_COLUMNS, Row
-
-COLUMNS: Final = tuple(c.name for c in tables.measurements.columns if c.name != "id")
-STARTED_AT: Final = COLUMNS.index("started_at")
 
 
 def _array_type(column: str) -> str:
@@ -57,17 +54,6 @@ def postgresql_started_at(value: datetime) -> datetime:
 
 
 _JSON_AT: Final = tuple(COLUMNS.index(c) for c in JSON_COLUMNS)
-_VALUES: Final = operator.itemgetter(*COLUMNS)
-
-
-def column_values(row: Row) -> tuple[Any, ...]:
-    """The row's values in `COLUMNS` order."""
-    try:
-        return _VALUES(row)  # type: ignore[no-any-return]
-    except KeyError:
-        # A column newer than the row (a spool line written before a migration added it)
-        # goes in as NULL, as SQLAlchemy's insert would leave it.
-        return tuple(row.get(c) for c in COLUMNS)
 
 
 def _tuples(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
@@ -135,7 +121,16 @@ _BAD_DATA: Final = (
 )
 
 
-def is_bad_data(exc: BaseException) -> bool:
+_BINDING: Final = ("Error binding parameter", "type is not supported", "is not supported")
+
+
+def is_bad_data(exc: BaseException | None) -> bool:
     """True when retrying the same rows cannot help: the database refuses them, not the
-    connection."""
-    return isinstance(exc, _BAD_DATA)
+    connection. A value the driver cannot bind (a list, a dict, an int past 64 bits) is the
+    rows' fault too: TypeError, OverflowError, and sqlite3's ProgrammingError or
+    InterfaceError about binding (the others, such as a closed connection, are not)."""
+    if isinstance(exc, (*_BAD_DATA, TypeError, OverflowError)):
+        return True
+    if isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return any(words in str(exc) for words in _BINDING)
+    return False

@@ -3,6 +3,13 @@
 Users write ``sqlite:///path`` and ``postgresql://user:pass@host/db``; the async engine needs
 ``sqlite+aiosqlite`` and ``postgresql+asyncpg``. SQLite connections get WAL, synchronous=NORMAL
 and a busy timeout, so the daemon's writer and a reader (``sqlite3`` in a shell) coexist.
+
+Nothing waits on a database without a bound: a PostgreSQL server that does not answer (a
+black-holed address, a hung server, a full accept queue) fails a connect after
+`CONNECT_TIMEOUT` seconds, a statement after the engine's `command_timeout` (the daemon's
+store sets one; reports and migrations may legitimately run long and do not), and a pooled
+connection is waited for `CONNECT_TIMEOUT` at most. A locked SQLite database waits
+`SQLITE_BUSY_TIMEOUT_MS`.
 """
 
 from __future__ import annotations
@@ -17,6 +24,11 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+CONNECT_TIMEOUT = 5.0
+"""Seconds for a connection to a PostgreSQL server to be up (TCP, TLS, authentication);
+asyncpg's own default is 60, which held the daemon's start for minutes (issue 12)."""
+COMMAND_TIMEOUT = 60.0
+"""Seconds one statement of the daemon's store may take (a batch of 500 rows takes ~50 ms)."""
 SQLITE_PAGE_SIZE = 16384
 """Bytes a page, for databases created from now on (an existing one keeps its own until a
 VACUUM). A measurement row is ~4.5 KB: with SQLite's default 4 KiB pages every row spilled
@@ -66,16 +78,24 @@ def _make_sqlite_dir(target: URL) -> None:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_engine(url: str | URL) -> AsyncEngine:
-    """An async engine for `url`; creates the SQLite file's directory if it is missing."""
+def create_engine(
+    url: str | URL, *, connect_timeout: float = CONNECT_TIMEOUT, command_timeout: float | None = None
+) -> AsyncEngine:
+    """An async engine for `url`; creates the SQLite file's directory if it is missing.
+    On PostgreSQL a connection attempt gives up after `connect_timeout` seconds and, with
+    `command_timeout`, a statement after that many."""
     target = async_url(url)
     options: dict[str, Any] = {"json_serializer": json_serializer}
     if target.get_backend_name() == "sqlite":
         _make_sqlite_dir(target)
     else:
         # Timestamps are written and read in UTC whatever the server's default zone.
-        options["connect_args"] = {"server_settings": {"timezone": "UTC"}}
+        connect_args: dict[str, Any] = {"server_settings": {"timezone": "UTC"}, "timeout": connect_timeout}
+        if command_timeout is not None:
+            connect_args["command_timeout"] = command_timeout
+        options["connect_args"] = connect_args
         options["pool_pre_ping"] = True
+        options["pool_timeout"] = connect_timeout
     engine = create_async_engine(target, **options)
     if target.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)

@@ -16,10 +16,14 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
+from sqlalchemy import Table
 
 from probe.config import Config, Target, Vantage
+from probe.episodes.model import Episode
 from probe.episodes.pattern import local_slot
-from probe.model import Measurement, Result, phase_durations
+from probe.model import ControlRecord, Measurement, Result, phase_durations
+from probe.redaction import redact_url
+from probe.store import tables
 
 Row = dict[str, Any]
 
@@ -54,9 +58,29 @@ def measurement_dict(m: Measurement, *, keep_body_sample: bool = True) -> dict[s
     return d
 
 
-def observations_json(m: Measurement, verdict: str) -> bytes:
-    """The `observations` column: the measurement as JSON, the body sample only if not "ok"."""
-    return _dumps(measurement_dict(m, keep_body_sample=verdict != "ok"))
+def control_dict(control: ControlRecord) -> dict[str, Any]:
+    """The keys a result's control adds to its observations: OONI's `control` (THResponse
+    JSON) and `control_failure`, and curfew's `x_control` (where it came from and what else
+    the verdict was judged with, for `probe.analysis.replay`)."""
+    extra: dict[str, Any] = {
+        "role": control.role,
+        "source": control.source,
+        "controls": list(control.controls),
+    }
+    if control.peers:
+        extra["peers"] = list(control.peers)
+    if control.measurement is not None:
+        extra["measurement"] = measurement_dict(control.measurement, keep_body_sample=False)
+    return {"control": control.response, "control_failure": control.failure, "x_control": extra}
+
+
+def observations_json(m: Measurement, verdict: str, control: ControlRecord | None = None) -> bytes:
+    """The `observations` column: the measurement as JSON, the body sample only if not "ok",
+    and the control it was judged with (`control_dict`), if known."""
+    d = measurement_dict(m, keep_body_sample=verdict != "ok")
+    if control is not None:
+        d.update(control_dict(control))
+    return _dumps(d)
 
 
 def encode(result: Result, zone: tzinfo | None = None) -> tuple[Row, bytes]:
@@ -89,7 +113,7 @@ def encode(result: Result, zone: tzinfo | None = None) -> tuple[Row, bytes]:
         "local_day": local_day,
         "local_hour": local_hour,
     }
-    observations, analysis = observations_json(m, a.verdict), _dumps(a)
+    observations, analysis = observations_json(m, a.verdict, result.control), _dumps(a)
     line = _LINE % (_dumps(row), observations, analysis)
     row["observations"] = observations
     row["analysis"] = analysis
@@ -108,30 +132,189 @@ def spool_line(row: Row) -> bytes:
     newline, so a replay splits the line and hands the two JSON columns to the database as
     text, without decoding and re-encoding them (`cut -f1 | jq` reads a spool by hand).
     """
+    if EPISODE in row:
+        return _dumps(row) + b"\n"
     scalars = {k: v for k, v in row.items() if k not in JSON_COLUMNS}  # started_at: RFC 3339
     return _LINE % (_dumps(scalars), row["observations"], row["analysis"])
 
 
 def line_row(line: bytes) -> Row:
-    """The row back from a spool line. Raises ValueError on a torn line (no newline: the
-    process died in the middle of writing it) or one that is not a spooled measurement."""
+    """The row back from a spool line. Raises ValueError, saying why, on a torn line (no
+    newline: the process died in the middle of writing it) or one that is not a spooled
+    measurement: every column of the right type and size (`check_row`), and observations and
+    analysis JSON objects. What passes can be handed to either database's driver as it is."""
     if not line.endswith(b"\n"):
         raise ValueError("torn line")
     fields = line[:-1].split(b"\t")
+    if len(fields) == 1:
+        return _episode_line(fields[0])
     if len(fields) != 3:
-        raise ValueError("not a spooled measurement")
-    try:
-        row: Row = orjson.loads(fields[0])
-    except orjson.JSONDecodeError as exc:  # a ValueError, said plainly
-        raise ValueError(f"not a spooled measurement: {exc}") from None
-    if not isinstance(row, dict) or "uid" not in row or "started_at" not in row:
-        raise ValueError("not a spooled measurement")
-    row["started_at"] = datetime.fromisoformat(row["started_at"])
+        raise ValueError(f"not a spooled measurement: {len(fields)} tab-separated fields, not 3")
+    row = _json_object(fields[0], "columns")
+    for column in JSON_COLUMNS:
+        _json_object(fields[JSON_COLUMNS.index(column) + 1], column)
     row.setdefault("local_day", None)  # spooled before the columns existed
     row.setdefault("local_hour", None)
+    check_row(row)
     row["observations"] = fields[1]
     row["analysis"] = fields[2]
     return row
+
+
+def _episode_line(data: bytes) -> Row:
+    row = _json_object(data, "columns")
+    episode = row.get(EPISODE)
+    if len(row) != 1 or not isinstance(episode, dict):
+        raise BadValue("not a spooled measurement or episode")
+    try:
+        check_row(episode, _EPISODE_CHECKS)
+    except BadValue as exc:
+        raise BadValue(str(exc).replace("spooled measurement", "spooled episode")) from None
+    return row
+
+
+def line_uid(line: bytes) -> str | None:
+    """The uid a spool line claims, if one can be read from it (for naming a rejected line)."""
+    for part in line.split(b"\t")[:2]:
+        try:
+            value = orjson.loads(part)
+        except orjson.JSONDecodeError:
+            continue
+        uid = value.get("uid") if isinstance(value, dict) else None
+        if isinstance(uid, str) and uid:
+            return uid[:64]
+    return None
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:  # a ValueError, said plainly
+        raise ValueError(f"not a spooled measurement: {what} are not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise BadValue(f"not a spooled measurement: {what} are not a JSON object")
+    return value
+
+
+def _column_checks(table: Table) -> dict[str, tuple[type, bool, int | None]]:
+    """column -> (Python type, nullable, size limit: characters of a string, or the largest
+    integer), from the table itself, for the scalar columns of `table`."""
+    checks: dict[str, tuple[type, bool, int | None]] = {}
+    for column in table.columns:
+        if column.name == "id" or column.name in JSON_COLUMNS:
+            continue
+        # UTCDateTime is a TypeDecorator, whose python_type says nothing: its impl's does.
+        kind = getattr(column.type, "impl", column.type).python_type
+        limit = getattr(column.type, "length", None)
+        if kind is int:
+            limit = 2**15 - 1 if "SmallInteger" in type(column.type).__name__ else 2**31 - 1
+        checks[column.name] = (kind, bool(column.nullable), limit)
+    return checks
+
+
+class BadValue(ValueError):
+    """A line that is whole and well-formed JSON with a column of the wrong type or size:
+    never a line torn by a crash, always one to set aside."""
+
+
+_CHECKS: Final = _column_checks(tables.measurements)
+_EPISODE_CHECKS: Final = _column_checks(tables.blackouts)
+
+
+_MAX_TEXT: Final = 2**62  # "no limit" for a text column, so the fast path needs no None test
+
+
+def check_row(row: Row, checks: dict[str, tuple[type, bool, int | None]] = _CHECKS) -> None:
+    """Raise BadValue (a ValueError) unless `row` (scalar columns as decoded from JSON) holds a
+    value of its column's type and size in every column; `started_at` (RFC 3339 text) becomes
+    an aware datetime. A wrong type would otherwise reach the driver, whose errors (TypeError,
+    sqlite3.ProgrammingError, OverflowError) look like a database that is down.
+
+    The common case (every value right) costs one type test and one bound a column: this runs
+    for every row read back from the journal.
+    """
+    for name, (kind, nullable, limit) in checks.items():
+        value: Any = row.get(name)
+        t = type(value)
+        if t is str:
+            if kind is str and len(value) <= (limit or _MAX_TEXT) and "\x00" not in value:
+                continue
+            if kind is datetime:
+                row[name] = _aware(name, value)
+                continue
+        elif t is float:
+            if kind is float:
+                continue
+        elif t is int:
+            if kind is float or (kind is int and -(limit or 0) <= value <= (limit or 0)):
+                continue
+        elif value is None and nullable:
+            continue
+        _refuse(name, kind, limit, value)
+
+
+def _refuse(name: str, kind: type, limit: int | None, value: Any) -> None:
+    """Raise BadValue saying what is wrong with `value` in column `name`."""
+    what = "not a spooled measurement"
+    if value is None:
+        raise BadValue(f"{what}: {name} is missing")
+    if kind is datetime:
+        raise BadValue(f"{what}: {name} is {type(value).__name__}, not a time")
+    if kind is str:
+        if not isinstance(value, str):
+            raise BadValue(f"{what}: {name} is {type(value).__name__}, not text")
+        if "\x00" in value:  # PostgreSQL's text cannot hold NUL
+            raise BadValue(f"{what}: {name} holds a NUL character")
+        raise BadValue(f"{what}: {name} is longer than {limit} characters")
+    if type(value) is int:
+        raise BadValue(f"{what}: {name} is out of range")
+    raise BadValue(f"{what}: {name} is {type(value).__name__}, not a number")
+
+
+def _aware(name: str, value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise BadValue(f"not a spooled measurement: {name} is {type(value).__name__}, not a time")
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadValue(f"not a spooled measurement: {name} is not a time: {value[:40]!r}") from None
+    if at.tzinfo is None:
+        raise BadValue(f"not a spooled measurement: {name} has no UTC offset")
+    return at
+
+
+EPISODE: Final = "episode"
+"""The key of an episode's row in the journal: ``{"episode": {blackouts columns}}``."""
+
+
+def _local(at: datetime | None, zone: tzinfo) -> str | None:
+    return None if at is None else at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def episode_row(e: Episode, zone: tzinfo) -> Row:
+    """The `blackouts` row of `e`, with its local start and end on the vantage's clock."""
+    return {
+        "vantage": e.vantage,
+        "target": e.target,
+        "started_at": e.started_at,
+        "ended_at": e.ended_at,
+        "verdict": e.verdict,
+        "failure": e.failure,
+        "probes": e.probes,
+        "onset_after": e.onset_after,
+        "onset_before": e.onset_before,
+        "offset_after": e.offset_after,
+        "offset_before": e.offset_before,
+        "local_start": _local(e.started_at, zone),
+        "local_end": _local(e.ended_at, zone),
+    }
+
+
+def encode_episode(e: Episode, zone: tzinfo) -> tuple[Row, bytes]:
+    """The journal's row for an episode's current state, and its line (one JSON object, no
+    tab: a reader tells it from a measurement's three tab-separated documents)."""
+    row = {EPISODE: episode_row(e, zone)}
+    return row, _dumps(row) + b"\n"
 
 
 def without_userinfo(url: str | None) -> str | None:
@@ -156,14 +339,20 @@ def vantage_row(v: Vantage, now: datetime) -> Row:
         "name": v.name,
         "timezone": v.timezone,
         "control": v.control,
-        "labels": dict(v.labels),
+        # OONI's identity of the vantage's network travels with its labels (read by the export).
+        "labels": {**v.labels, **_network_labels(v)},
         "source_address": v.source_address,
-        "resolver": v.resolver,
+        "resolver": redact_url(v.resolver),
         "proxy": without_userinfo(v.proxy),
         "active": True,
         "first_seen": now,
         "last_seen": now,
     }
+
+
+def _network_labels(v: Vantage) -> dict[str, str]:
+    keys = {"probe_cc": v.probe_cc, "probe_asn": v.probe_asn, "probe_network_name": v.probe_network_name}
+    return {key: value for key, value in keys.items() if value is not None}
 
 
 def target_row(t: Target, now: datetime) -> Row:

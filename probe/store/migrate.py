@@ -30,18 +30,21 @@ class SchemaDrift(Exception):
     """The tables in code differ from what the migrations create."""
 
 
-def alembic_config(url: str) -> AlembicConfig:
+def alembic_config(url: str, *, connect_timeout: float | None = None) -> AlembicConfig:
     """An Alembic configuration for `url` that needs no alembic.ini."""
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     # Passed as an attribute, not an option: a password may contain '%', which ini files expand.
     cfg.attributes["url"] = url
+    if connect_timeout is not None:
+        cfg.attributes["connect_timeout"] = connect_timeout
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Apply migrations up to `revision` (default: the latest)."""
-    command.upgrade(alembic_config(url), revision)
+def upgrade(url: str, revision: str = "head", *, connect_timeout: float | None = None) -> None:
+    """Apply migrations up to `revision` (default: the latest). A PostgreSQL server that does
+    not answer fails it after `connect_timeout` seconds (default: engine.CONNECT_TIMEOUT)."""
+    command.upgrade(alembic_config(url, connect_timeout=connect_timeout), revision)
 
 
 def check(url: str) -> None:

@@ -24,13 +24,13 @@ from typing import Any, Literal
 
 from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from probe.episodes import Episode, Observation, detect
 from probe.store import tables
 from probe.store.blackouts import row_episode
 from probe.store.engine import StoreError, backend, create_engine
+from probe.store.errors import database_errors
 from probe.store.rollup import counts_query
 
 m = tables.measurements
@@ -224,40 +224,45 @@ async def load(
         raise StoreError(f"no database at {path}")
     engine = create_engine(url)
     try:
-        async with engine.connect() as conn:
-            names, columns = await _schema(conn)
-            if "measurements" not in names or "vantages" not in names:
-                raise StoreError(f"{_describe(url)} is not a curfew database (no measurements table)")
-            if "local_day" not in columns:
-                raise StoreError("the schema is too old for reports: run `curfew analyze --rebuild`")
-            known = {**(zones or {}), **await load_zones(conn)}
-            rollup = "hourly_counts" in names
-            until = f.until or await latest_day(conn, f, hc if rollup else m)
-            if until is None and rollup:
-                until = await latest_day(conn, f, m)  # counts not filled in yet
-            if until is None:
-                return None
-            since = f.since or until - timedelta(days=f.days - 1)
-            if since > until:
-                return None
-            source: CellSource = "hourly_counts" if rollup else "measurements"
-            cells = await hourly_cells(conn, since, until, f, source) if rollup else {}
-            if not cells:
-                source = "measurements"
-                cells = await hourly_cells(conn, since, until, f, source)
-            if not cells:
-                return None
-            data = ReportData(since, until, known, cells, cells_from=source)
-            if "blackouts" in names:
-                data.episodes = await stored_episodes(conn, since, until, f)
-            if not data.episodes:
-                data.episodes = await detected_episodes(conn, since, until, f, confirm_count)
-                data.episodes_from = "measurements"
-        return data
-    except DBAPIError as exc:
-        raise StoreError(str(exc.orig).strip().splitlines()[0] or type(exc.orig).__name__) from exc
+        with database_errors(_describe(url)):
+            return await _load(engine, url, f, zones, confirm_count)
     finally:
         await engine.dispose()
+
+
+async def _load(
+    engine: AsyncEngine, url: str, f: Filters, zones: Mapping[str, str] | None, confirm_count: int
+) -> ReportData | None:
+    async with engine.connect() as conn:
+        names, columns = await _schema(conn)
+        if "measurements" not in names or "vantages" not in names:
+            raise StoreError(f"{_describe(url)} is not a curfew database (no measurements table)")
+        if "local_day" not in columns:
+            raise StoreError("the schema is too old for reports: run `curfew analyze --rebuild`")
+        known = {**(zones or {}), **await load_zones(conn)}
+        rollup = "hourly_counts" in names
+        until = f.until or await latest_day(conn, f, hc if rollup else m)
+        if until is None and rollup:
+            until = await latest_day(conn, f, m)  # counts not filled in yet
+        if until is None:
+            return None
+        since = f.since or until - timedelta(days=f.days - 1)
+        if since > until:
+            return None
+        source: CellSource = "hourly_counts" if rollup else "measurements"
+        cells = await hourly_cells(conn, since, until, f, source) if rollup else {}
+        if not cells:
+            source = "measurements"
+            cells = await hourly_cells(conn, since, until, f, source)
+        if not cells:
+            return None
+        data = ReportData(since, until, known, cells, cells_from=source)
+        if "blackouts" in names:
+            data.episodes = await stored_episodes(conn, since, until, f)
+        if not data.episodes:
+            data.episodes = await detected_episodes(conn, since, until, f, confirm_count)
+            data.episodes_from = "measurements"
+    return data
 
 
 def _describe(url: str) -> str:

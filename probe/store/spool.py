@@ -37,16 +37,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
 import logging
 import os
+import stat
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Final
 
-from probe.store.mapping import Row, line_row
+from probe.store.events import event
+from probe.store.mapping import Row, line_row, spool_line
+from probe.store.spool_read import Contents, Skipped, read_segment
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,11 @@ FREE_SUFFIX = ".free"
 LOCK_NAME = "spool.lock"
 FREE_FILES = 4
 """Written segment files kept for reuse (each about one batch: ~2.5 MB at 500 rows)."""
+REJECTED_SUFFIX: Final = ".rejected"
+TMP_SUFFIX: Final = ".tmp"
+UNREADABLE_SUFFIX: Final = ".unreadable"
+REPORT_LINES: Final = 10
+"""Skipped lines of one segment logged one by one; past that, one line says how many more."""
 IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
 """Buffers one `writev` takes (1024 on Linux): a turn's lines beyond it take more calls."""
 
@@ -77,6 +83,10 @@ class Segment:
     """Its lines carry `seq` (written by this version): the file can be recycled."""
     tag: bytes = b""
     """What each of its lines starts with: ``b"<seq>\t"``."""
+    on_disk: int = 0
+    """Of its `count` lines, how many the file holds (all, unless a write to it failed)."""
+    checked: bool = False
+    """Read back from disk once already: what it skipped has been said (and set aside)."""
 
 
 class Spool:
@@ -98,17 +108,31 @@ class Spool:
         self.in_memory = 0
         self.pending = 0
         self.append_errors = 0
+        """Failed journal writes (a full or failing disk); each is retried (`rejournal`)."""
+        self.unjournaled = 0
+        """Rows not on disk: appended and not yet written (for a moment), or whose write failed
+        and has not succeeded since; only in memory until the disk or the database takes them."""
+        self._failing: OSError | None = None  # the disk's last error, until a write succeeds
+        self.skipped_lines = 0
+        """Journal lines read back that were not replayed (torn, damaged, poison)."""
+        self.rejected_lines = 0
+        """Of those, complete lines that are not measurements: set aside in ``.rejected``."""
         self._iov: list[bytes] = []  # tag, line, tag, line...: appended, not yet written
         for path in sorted(directory.glob(f"*{SUFFIX}")):
-            if path.stem.isdigit():
-                count, tagged = _count_lines(path, int(path.stem))
-                self.closed.append(Segment(int(path.stem), path, count, rows=None, tagged=tagged))
-                self.pending += count
+            seg = self._found(path)
+            if seg is not None:
+                self.closed.append(seg)
+                self.pending += seg.count
+        for path in directory.glob(f"*{SUFFIX}{TMP_SUFFIX}"):  # a rewrite cut short: the
+            path.unlink(missing_ok=True)  # segment it was for is still there as it was
         self._free = sorted(directory.glob(f"*{FREE_SUFFIX}"))
         for path in self._free[FREE_FILES:]:
             path.unlink(missing_ok=True)
         del self._free[FREE_FILES:]
-        self._next_seq = self.closed[-1].seq + 1 if self.closed else 1
+        # Past every numbered name here, segments or not (a directory called 2.spool, a
+        # 3.rejected): a new segment never takes the name of something a person must look at.
+        numbers = [int(p.name.split(".")[0]) for p in directory.iterdir() if p.name.split(".")[0].isdigit()]
+        self._next_seq = max(numbers, default=0) + 1
 
     def append(self, row: Row, line: bytes, now: float) -> bool:
         """Journal one row: on disk at the next `write()`, or now if it closes the segment
@@ -127,6 +151,7 @@ class Spool:
                 self.in_memory += 1
         seg.count += 1
         self.pending += 1
+        self.unjournaled += 1
         if seg.count >= self.batch_size:
             self.rotate()
             return True
@@ -140,23 +165,100 @@ class Spool:
             return
         try:
             _write_all(seg.fd, self._iov)
-        except OSError as exc:
+        except ShortWrite as exc:
             # The disk is full or gone: this segment's rows (those on disk read back) stay
             # in memory from here on, whatever `memory_rows` says, since what is not on
-            # disk would be lost if they were dropped; the next segment tries the disk again.
+            # disk would be lost if they were dropped; the next segment tries the disk again,
+            # and `write_out` writes this one out whole once the disk takes it.
             unwritten = self._iov[1::2]
-            self.append_errors += 1
-            log.error("spool write failed (%s); keeping %d measurements in memory", exc, len(unwritten))
+            whole = _whole_lines(self._iov, exc.written)  # the lines that did reach the file
+            seg.on_disk += whole
+            self.unjournaled -= whole
+            self._failed(exc, seg.path, len(unwritten) - whole)
             with contextlib.suppress(OSError):
                 os.close(seg.fd)
             seg.fd = None
             if seg.rows is None:  # past memory_rows: the rows come back from their lines
-                on_disk = seg.count - len(unwritten)
-                seg.rows = (_read_rows(seg.path, seg.seq)[:on_disk] if on_disk else []) + [
-                    line_row(line) for line in unwritten
-                ]
+                before = seg.on_disk - whole  # written by earlier turns
+                on_disk = _read_rows(seg.path, seg.seq)[:before] if before else []
+                seg.rows = on_disk + [line_row(line) for line in unwritten]
                 self.in_memory += len(seg.rows)
+        else:
+            written = len(self._iov) // 2
+            seg.on_disk += written
+            self.unjournaled -= written
+            self._recovered()
         self._iov = []
+
+    def unjournaled_segments(self) -> list[Segment]:
+        """Segments whose rows a failed write left only in memory, for `write_out`; the
+        current segment, if it is one, is closed first (the next one tries the disk anew)."""
+        cur = self.current
+        if cur is not None and cur.fd is None and cur.count > cur.on_disk:
+            self.rotate()
+        return [seg for seg in self.closed if seg.on_disk < seg.count and seg.rows is not None]
+
+    def write_out(self, seg: Segment) -> OSError | None:
+        """Write `seg` out whole (a new file, fsynced, renamed over the old one); the error if
+        the disk refuses. Only files: safe in a thread while the loop appends (a closed
+        segment's rows no longer change). Account for it with `written_out` on the loop."""
+        assert seg.rows is not None
+        tmp = seg.path.with_name(seg.path.name + TMP_SUFFIX)
+        tag = b"%d\t" % seg.seq
+        lines = [part for row in seg.rows for part in (tag, spool_line(row))]
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _write_all(fd, lines)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, seg.path)
+            _fsync_dir(self.directory)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return exc
+        return None
+
+    def written_out(self, seg: Segment, error: OSError | None) -> None:
+        """Account for a `write_out` of `seg` that ended with `error` (None: it is on disk)."""
+        if error is not None:
+            self._failed(error, seg.path, seg.count - seg.on_disk)
+            return
+        self.unjournaled -= seg.count - seg.on_disk
+        seg.on_disk = seg.count
+        seg.tagged = True
+        if seg in self.closed and seg.rows is not None and self.in_memory > self.memory_rows:
+            self.in_memory -= len(seg.rows)
+            seg.rows = None  # on disk now: read back when its turn comes
+        self._recovered()
+
+    def not_on_disk(self) -> list[Row]:
+        """The rows that only memory holds (after `write`: those whose journal write failed)."""
+        out: list[Row] = []
+        for seg in [*self.closed, *([self.current] if self.current is not None else [])]:
+            if seg.on_disk < seg.count and seg.rows is not None:
+                out += seg.rows[seg.on_disk :]
+        return out
+
+    @property
+    def last_error(self) -> str | None:
+        """The disk's error while journal writes fail, else None."""
+        return str(self._failing) if self._failing is not None else None
+
+    def _failed(self, exc: OSError, path: Path, rows: int) -> None:
+        self.append_errors += 1
+        if self._failing is None:  # said once, until the disk takes a write again
+            log.error(event("journal-write-failed", file=path, rows=rows, reason=exc, held="in memory"))
+        self._failing = exc
+
+    def _recovered(self) -> None:
+        if self._failing is not None:
+            self._failing = None
+            log.warning(
+                event("journal-write-resumed", directory=self.directory, not_on_disk=self.unjournaled)
+            )
 
     def rotate(self) -> None:
         """Close the current segment (if it has rows) so the writer can take it."""
@@ -182,23 +284,97 @@ class Spool:
         synced = False
         for seg in list(self.closed):
             if seg.fd is not None:
-                os.fsync(seg.fd)
+                try:
+                    os.fsync(seg.fd)
+                except OSError as exc:
+                    # The kernel could not write the pages out (ENOSPC, EIO): the rows are not
+                    # safe on disk. Those held in memory are written out again (`rejournal`).
+                    self._failed(exc, seg.path, seg.count)
+                    if seg.rows is not None:
+                        self.unjournaled += seg.on_disk
+                        seg.on_disk = 0
                 os.close(seg.fd)
                 seg.fd = None
                 synced = True
         if synced:
-            _fsync_dir(self.directory)
+            with contextlib.suppress(OSError):
+                _fsync_dir(self.directory)
 
     def unsynced(self) -> bool:
         return any(seg.fd is not None for seg in self.closed)
 
     def rows(self, seg: Segment) -> list[Row]:
-        """The segment's rows, from memory or read back from disk (blocking if from disk)."""
-        return seg.rows if seg.rows is not None else _read_rows(seg.path, seg.seq)
+        """The segment's rows, from memory or read back from disk (blocking if from disk).
+        The first time a segment is read back, what it skipped is logged and its poison
+        lines are set aside in ``<seq>.rejected``; a file that cannot be read is renamed
+        ``<seq>.unreadable`` and gives no rows."""
+        if seg.rows is not None:
+            return seg.rows
+        return self._read_back(seg).rows
+
+    def _read_back(self, seg: Segment) -> Contents:
+        try:
+            contents = read_segment(seg.path, seg.seq)
+        except OSError as exc:
+            kept = seg.path.with_suffix(UNREADABLE_SUFFIX)
+            try:
+                os.rename(seg.path, kept)
+            except OSError:
+                kept = seg.path
+            log.error(
+                event("journal-segment-unreadable", file=seg.path, kept=kept, rows=seg.count, reason=exc)
+            )
+            seg.tagged = False  # never recycled
+            seg.checked = True
+            self.skipped_lines += seg.count
+            return Contents(tagged=False)
+        if not seg.checked:
+            seg.checked = True
+            self._report(seg, contents)
+        return contents
+
+    def _report(self, seg: Segment, contents: Contents) -> None:
+        """Say what reading `seg` back skipped or mended, and set its poison lines aside."""
+        if contents.kept_damaged:
+            log.warning(
+                event(
+                    "journal-lines-mended",
+                    file=seg.path,
+                    lines=",".join(map(str, contents.kept_damaged[:REPORT_LINES])),
+                    count=len(contents.kept_damaged),
+                    reason="damaged sequence tag; the row after it is whole and kept",
+                )
+            )
+        if not contents.skipped:
+            return
+        self.skipped_lines += len(contents.skipped)
+        for s in contents.skipped[:REPORT_LINES]:
+            level = logging.WARNING if s.poison else logging.INFO
+            log.log(
+                level, event("journal-line-skipped", file=seg.path, line=s.line, uid=s.uid, reason=s.reason)
+            )
+        if len(contents.skipped) > REPORT_LINES:
+            log.warning(
+                event("journal-lines-skipped", file=seg.path, more=len(contents.skipped) - REPORT_LINES)
+            )
+        poison = [s for s in contents.skipped if s.poison]
+        if poison:
+            self.rejected_lines += len(poison)
+            path = self.set_aside(seg, [_rejected_line(s) for s in poison])
+            log.error(
+                event(
+                    "journal-lines-rejected",
+                    file=seg.path,
+                    count=len(poison),
+                    kept=path,
+                    uids=",".join(s.uid or "-" for s in poison[:REPORT_LINES]),
+                )
+            )
 
     def done(self, seg: Segment) -> None:
         """The segment is in the database: forget it."""
         self.closed.remove(seg)
+        self.unjournaled -= seg.count - seg.on_disk
         if seg.fd is not None:
             os.close(seg.fd)
         self._recycle(seg)
@@ -206,13 +382,23 @@ class Spool:
             self.in_memory -= len(seg.rows)
         self.pending -= seg.count
 
-    def quarantine(self, seg: Segment, rows: list[Row], lines: list[bytes]) -> Path:
+    def quarantine(self, seg: Segment, rows: list[Row], lines: list[bytes]) -> Path | None:
         """Keep rows the database refuses in ``<seq>.rejected`` for a person to look at."""
-        path = seg.path.with_suffix(".rejected")
-        with path.open("ab") as f:
-            f.writelines(lines)
-            f.flush()
-            os.fsync(f.fileno())
+        return self.set_aside(seg, lines)
+
+    def set_aside(self, seg: Segment, lines: list[bytes]) -> Path | None:
+        """Append `lines` to ``<seq>.rejected``; None (and a log line) if the disk will not."""
+        path = seg.path.with_suffix(REJECTED_SUFFIX)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                _write_all(fd, lines)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.error(event("rejected-lines-not-kept", file=path, count=len(lines), reason=exc))
+            return None
         return path
 
     def close(self) -> None:
@@ -230,6 +416,21 @@ class Spool:
                 os.close(seg.fd)
                 seg.fd = None
         os.close(self._lock_fd)
+
+    def _found(self, path: Path) -> Segment | None:
+        """A segment a previous run left, counted; None (and a log line) for what is not one."""
+        if not path.stem.isdigit():
+            return None
+        try:
+            mode = path.lstat().st_mode
+            if not stat.S_ISREG(mode):
+                raise IsADirectoryError(f"not a regular file (mode {stat.filemode(mode)})")
+            contents = read_segment(path, int(path.stem), parse=False)
+        except OSError as exc:
+            log.error(event("journal-segment-ignored", file=path, reason=exc))
+            return None
+        count = contents.candidates
+        return Segment(int(path.stem), path, count, rows=None, tagged=contents.tagged, on_disk=count)
 
     def _recycle(self, seg: Segment) -> None:
         """A written segment's file becomes a free one, or goes."""
@@ -257,21 +458,47 @@ class Spool:
             else:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
-            self.append_errors += 1
-            log.error("cannot create spool segment %s (%s); keeping measurements in memory", path, exc)
+            self._failed(exc, path, 0)
             fd, rows = None, []
         return Segment(seq, path, rows=rows, fd=fd, opened_at=now, tag=b"%d\t" % seq)
 
 
+class ShortWrite(OSError):
+    """A write that failed after `written` bytes had gone to the file."""
+
+    def __init__(self, error: OSError, written: int) -> None:
+        super().__init__(error.errno, error.strerror)
+        self.written = written
+
+
 def _write_all(fd: int, iov: list[bytes]) -> None:
-    """Write all of `iov`, in as few `writev` calls as the system allows."""
-    for start in range(0, len(iov), IOV_MAX):
-        chunk = iov[start : start + IOV_MAX]
-        written = os.writev(fd, chunk)
-        if written < sum(map(len, chunk)):  # a short write (rare): the rest one write at a time
-            view = memoryview(b"".join(chunk))[written:]
-            while view:
-                view = view[os.write(fd, view) :]
+    """Write all of `iov`, in as few `writev` calls as the system allows. Raises `ShortWrite`
+    (an OSError) saying how many bytes went to the file before the failure."""
+    done = 0
+    try:
+        for start in range(0, len(iov), IOV_MAX):
+            chunk = iov[start : start + IOV_MAX]
+            written = os.writev(fd, chunk)
+            done += written
+            if written < sum(map(len, chunk)):  # a short write (rare): the rest one write at a time
+                view = memoryview(b"".join(chunk))[written:]
+                while view:
+                    n = os.write(fd, view)
+                    done += n
+                    view = view[n:]
+    except OSError as exc:
+        raise ShortWrite(exc, done) from exc
+
+
+def _whole_lines(iov: list[bytes], written: int) -> int:
+    """How many (tag, line) pairs of `iov` the first `written` bytes hold whole."""
+    lines = 0
+    for i in range(0, len(iov) - 1, 2):
+        written -= len(iov[i]) + len(iov[i + 1])
+        if written < 0:
+            break
+        lines += 1
+    return lines
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -282,36 +509,10 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _lines(f: BinaryIO, seq: int) -> Iterator[tuple[int, bytes]]:
-    """(line number, row line) of the open segment file `f`, numbered `seq`: the lines tagged
-    with `seq`, never those of an earlier use of a recycled file; every line of a file written
-    before tags (it starts with a row, not a number). A line torn by a crash is yielded as it
-    is (no newline, or run into what follows it) and refused by `line_row`."""
-    tag = b"%d\t" % seq
-    first = f.readline()
-    untagged = first.startswith(b"{")
-    for number, line in enumerate(itertools.chain((first,), f), 1):
-        if untagged:
-            yield number, line
-        elif line.startswith(tag):
-            yield number, line[len(tag) :]
-
-
-def _count_lines(path: Path, seq: int) -> tuple[int, bool]:
-    """How many complete rows the segment holds, and whether it can be recycled (tagged)."""
-    with path.open("rb") as f:
-        tagged = f.read(1) != b"{"
-        f.seek(0)
-        return sum(1 for _, line in _lines(f, seq) if line.endswith(b"\n")), tagged
+def _rejected_line(skipped: Skipped) -> bytes:
+    return skipped.data if skipped.data.endswith(b"\n") else skipped.data + b"\n"
 
 
 def _read_rows(path: Path, seq: int) -> list[Row]:
-    """Rows of a segment; a line torn by a crash mid-write (the last one) is skipped."""
-    rows = []
-    with path.open("rb") as f:
-        for number, line in _lines(f, seq):
-            try:
-                rows.append(line_row(line))
-            except ValueError:
-                log.warning("%s:%d: skipping a torn or corrupt spool line", path, number)
-    return rows
+    """Rows of a segment (what it skips is not said: see `Spool.rows`)."""
+    return read_segment(path, seq).rows

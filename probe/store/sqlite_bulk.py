@@ -32,8 +32,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from probe.store import bulk, rollup
+from probe.store import columns, rollup
 from probe.store.engine import sqlite_pragmas
+from probe.store.events import event
 from probe.store.mapping import JSON_COLUMNS, Row
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,9 @@ def insert_statement(rows: int) -> str:
     """The INSERT for `rows` rows of ``?`` placeholders (sqlite3 caches it compiled by its text;
     `statement_sizes` keeps the sizes to a few)."""
     # The JSON columns arrive as UTF-8 bytes: SQLite takes them as text, no copy in Python.
-    one = "(" + ", ".join("CAST(? AS TEXT)" if c in JSON_COLUMNS else "?" for c in bulk.COLUMNS) + ")"
+    one = "(" + ", ".join("CAST(? AS TEXT)" if c in JSON_COLUMNS else "?" for c in columns.COLUMNS) + ")"
     return (
-        f"INSERT INTO measurements ({', '.join(bulk.COLUMNS)}) VALUES {', '.join([one] * rows)} "
+        f"INSERT INTO measurements ({', '.join(columns.COLUMNS)}) VALUES {', '.join([one] * rows)} "
         "ON CONFLICT (uid) DO NOTHING"
     )
 
@@ -117,9 +118,9 @@ def insert_statement(rows: int) -> str:
 def _flat_values(rows: Sequence[Row]) -> list[Any]:
     """The parameters of a multi-row INSERT: every row's values, started_at as SQLite text."""
     flat: list[Any] = []
-    width, at = len(bulk.COLUMNS), bulk.STARTED_AT
+    width, at = len(columns.COLUMNS), columns.STARTED_AT
     for row in rows:
-        flat.extend(bulk.column_values(row))
+        flat.extend(columns.column_values(row))
         flat[-width + at] = started_at_text(flat[-width + at])
     return flat
 
@@ -129,7 +130,7 @@ class SqliteInserter:
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._largest = largest_statement(len(bulk.COLUMNS))
+        self._largest = largest_statement(len(columns.COLUMNS))
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="curfew-sqlite-writer")
         self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="curfew-sqlite-checkpoint")
         self._db: sqlite3.Connection | None = None  # the writer thread's
@@ -210,7 +211,7 @@ class SqliteInserter:
             self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:
             # Harmless: the next commit starts another, and the writer's backstop remains.
-            log.debug("checkpoint failed: %s", exc)
+            log.debug(event("sqlite-checkpoint-failed", reason=exc))
             self._close_checkpoint_db()
 
     def _close_checkpoint_db(self) -> None:

@@ -159,3 +159,26 @@ def at_control_vantage(target: str = "facebook", **kwargs: object) -> Measuremen
     """The same target measured from the control vantage (a different geo-DNS answer by default)."""
     kwargs.setdefault("answers", ("157.240.0.35",))
     return measurement(target, vantage="control-de", **kwargs)  # type: ignore[arg-type]
+
+
+def also_reached(m: Measurement, addresses: tuple[str, ...], *, valid: bool = True) -> Measurement:
+    """`m` (a control) that also connected and handshook to `addresses`, as a helper does with
+    the addresses the vantage resolved."""
+    port = 443 if m.url.startswith("https://") else 80
+    host = m.dns.query if m.dns is not None else ""
+    tcp = tuple(TcpObservation(address=a, port=port, t0=0.05, t=0.1) for a in addresses)
+    tls = tuple(
+        TlsObservation(
+            address=a,
+            port=port,
+            server_name=host,
+            t0=0.1,
+            t=0.2,
+            version="TLSv1.3",
+            peer_chain=(Certificate(subject=f"CN={host}", issuer=REAL_ISSUER, sha256="00" * 32),),
+            valid=valid,
+            validation_failure=None if valid else "ssl_invalid_hostname",
+        )
+        for a in addresses
+    )
+    return _replace(m, tcp=m.tcp + tcp, tls=m.tls + tls if port == 443 else m.tls)

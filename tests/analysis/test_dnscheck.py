@@ -10,7 +10,7 @@ from probe.analysis.dnscheck import check_dns, is_bogon
 from probe.analysis.fingerprints import default_fingerprints
 from probe.model import TlsObservation
 
-from .builders import at_control_vantage, control, measurement
+from .builders import also_reached, at_control_vantage, control, measurement
 
 FB_FRANKFURT = ("157.240.0.35",)
 FB_ALMATY = ("31.13.72.36",)
@@ -41,6 +41,39 @@ def test_geo_dns_disjoint_but_tls_valid_is_consistent() -> None:
     result = check_dns(m, at_control_vantage(answers=FB_FRANKFURT))
     assert result.consistency == "consistent"
     assert "valid certificate chain" in result.reason
+
+
+@pytest.mark.parametrize(
+    "blocked", [{"tcp_failure": "generic_timeout_error"}, {"tls_failure": "connection_reset"}]
+)
+def test_geo_dns_address_the_control_validated_is_consistent_though_blocked_here(
+    blocked: dict[str, str],
+) -> None:
+    m = measurement(answers=FB_ALMATY, **blocked)  # type: ignore[arg-type]
+    cv = also_reached(at_control_vantage(answers=FB_FRANKFURT), FB_ALMATY)
+    result = check_dns(m, cv)
+    assert result.consistency == "consistent"
+    assert (
+        "31.13.72.36 presented a valid certificate chain for www.facebook.com to the control" in result.reason
+    )
+
+
+def test_geo_dns_address_the_control_did_not_try_stays_inconsistent_when_blocked() -> None:
+    m = measurement(answers=FB_ALMATY, tcp_failure="generic_timeout_error")
+    assert check_dns(m, at_control_vantage(answers=FB_FRANKFURT)).consistency == "inconsistent"
+
+
+def test_an_address_that_gave_the_control_a_wrong_chain_is_not_vouched_for() -> None:
+    # A blockpage server on the vantage's answer presents a certificate for another name.
+    m = measurement(answers=("10.10.34.35",), tls_failure="connection_reset")
+    cv = also_reached(at_control_vantage(answers=FB_FRANKFURT), ("10.10.34.35",), valid=False)
+    assert check_dns(m, cv).consistency == "inconsistent"
+
+
+def test_the_control_vouches_only_for_the_same_name() -> None:
+    m = measurement(answers=FB_ALMATY, tcp_failure="generic_timeout_error")
+    other = also_reached(at_control_vantage("youtube", answers=("142.250.0.1",)), FB_ALMATY)
+    assert check_dns(m, other).consistency == "inconsistent"
 
 
 def test_overlap_with_control_vantage_is_consistent_without_tls() -> None:

@@ -12,7 +12,7 @@ from probe.analysis.fingerprints import Fingerprints
 from probe.analysis.verdict import analyze, failing_step
 from probe.model import VERDICTS, Analysis, Measurement, TcpObservation
 
-from .builders import MITM_ISSUER, at_control_vantage, control, http, measurement, throughput
+from .builders import MITM_ISSUER, also_reached, at_control_vantage, control, http, measurement, throughput
 
 FB_ALMATY = ("31.13.72.36",)
 FB_FRANKFURT = ("157.240.0.35",)
@@ -371,6 +371,32 @@ TABLE = [
         Row(measurement(answers=FB_ALMATY), control_vantage=at_control_vantage(answers=FB_FRANKFURT)),
         ("ok", None, None, None),
         id="geo_dns_differs_but_tls_valid",
+    ),
+    pytest.param(
+        # kz-astana's CDN node, SYN-dropped there; the control validated it for the name.
+        Row(
+            measurement(answers=FB_ALMATY, tcp_failure="generic_timeout_error"),
+            control_vantage=also_reached(at_control_vantage(answers=FB_FRANKFURT), FB_ALMATY),
+        ),
+        ("tcp_blocked", "tcp_connect", "generic_timeout_error", "tcp_ip"),
+        id="geo_dns_valid_at_the_control_then_syn_dropped",
+    ),
+    pytest.param(
+        Row(
+            measurement(answers=FB_ALMATY, tls_failure="connection_reset"),
+            control_vantage=also_reached(at_control_vantage(answers=FB_FRANKFURT), FB_ALMATY),
+        ),
+        ("tls_blocked", "tls_handshake", "connection_reset", "tls"),
+        id="geo_dns_valid_at_the_control_then_tls_reset",
+    ),
+    pytest.param(
+        # Without the control trying the vantage's address, nothing vouches for it.
+        Row(
+            measurement(answers=FB_ALMATY, tls_failure="connection_reset"),
+            control_vantage=at_control_vantage(answers=FB_FRANKFURT),
+        ),
+        ("dns_blocked", "dns", None, "dns"),
+        id="geo_dns_unvouched_then_tls_reset",
     ),
     pytest.param(
         Row(

@@ -76,7 +76,12 @@ class Daemon:
             self.config = config
         self.config_path.write_text(yaml.safe_dump(self.config))
 
-    async def start(self) -> None:
+    async def start(self, ready_timeout: float = 30) -> None:
+        await self.spawn()
+        await self.wait_for(lambda: self.seen("event=ready"), ready_timeout, "ready")
+
+    async def spawn(self) -> None:
+        """Start the process and read its log; does not wait for READY."""
         self.write()
         self.proc = await asyncio.create_subprocess_exec(
             *CURFEW,
@@ -87,7 +92,10 @@ class Daemon:
             stderr=asyncio.subprocess.PIPE,
         )
         self._reader = asyncio.ensure_future(self._read())
-        await self.wait_for(lambda: any("event=ready" in line for line in self.lines), 30, "ready")
+
+    def seen(self, text: str) -> bool:
+        """Whether a log line so far contains `text`."""
+        return any(text in line for line in self.lines)
 
     async def _read(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None

@@ -95,3 +95,27 @@ def test_dependencies_run_under_memory_deny_write_execute() -> None:
     if result.returncode == 77:
         pytest.skip("libseccomp is not available")
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def _nofile() -> tuple[int, int]:
+    values = _settings(UNIT.read_text()).get("LimitNOFILE", [])
+    assert len(values) == 1, "LimitNOFILE is set once (systemd's default soft limit of 1024 is too low)"
+    soft, _, hard = values[0].partition(":")
+    return int(soft), int(hard or soft)
+
+
+def test_the_descriptor_limit_fits_the_largest_config() -> None:
+    from annotated_types import Le
+
+    from probe.config import Config, ProbeSettings
+    from probe.metrics.server import RESERVE_MAX, Limits
+
+    soft, hard = _nofile()
+    ceiling = next(m.le for m in Config.model_fields["max_concurrency"].metadata if isinstance(m, Le))
+    addresses = ProbeSettings.model_fields["max_addresses"].default
+    # Each probe in flight holds up to max_addresses sockets; then the metrics server's connections and
+    # the reserve it leaves free, and a few hundred for Python, the database pool and the journal.
+    need = ceiling * addresses + Limits().max_connections + RESERVE_MAX + 256
+    assert soft >= need, (soft, need)
+    assert soft == hard  # the daemon may not raise its own (SystemCallFilter=~@resources)
+    assert hard <= 1048576  # the kernel's default fs.nr_open: above it systemd cannot apply it

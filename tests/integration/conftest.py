@@ -10,7 +10,7 @@ from probe.config import parse_config
 from probe.lab.lab import Lab
 from probe.lab.scenario import parse_scenario
 from probe.model import Result
-from probe.round import judge, measure_pairs
+from probe.round import judge, measure_round
 
 CENSORED = "censored"
 CONTROL_VANTAGE = "control"
@@ -79,7 +79,7 @@ async def probe_lab(
         config_data["probe"] = probe if probe is not None else FAST_PROBE
         config = parse_config(config_data)
         pairs = [(v, t) for v in config.vantages for t in config.targets]
-        measurements = await measure_pairs(config, pairs)
+        measurements = await measure_round(config, pairs)
     return {(r.measurement.vantage, r.measurement.target): r for r in judge(config, measurements)}
 
 

@@ -13,8 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
-SCENARIO = Path(__file__).parents[2] / "probe" / "lab" / "scenarios" / "kazakhstan-2019.yaml"
+SCENARIOS = Path(__file__).parents[2] / "probe" / "lab" / "scenarios"
+SCENARIO = SCENARIOS / "kazakhstan-2019.yaml"
+HELPER_ONLY = SCENARIOS / "kazakhstan-2019-helper.yaml"
 CURFEW = [sys.executable, "-m", "probe.cli"]
 
 
@@ -22,15 +25,15 @@ CURFEW = [sys.executable, "-m", "probe.cli"]
 def lab_at(tmp_path: Path) -> Iterator[object]:
     processes: list[subprocess.Popen[str]] = []
 
-    def start(moment: str) -> Path:
-        state = tmp_path / moment.replace(":", "")
+    def start(moment: str, scenario: Path = SCENARIO) -> Path:
+        state = tmp_path / f"{scenario.stem}-{moment.replace(':', '')}"
         proc = subprocess.Popen(
             [
                 *CURFEW,
                 "lab",
                 "serve",
                 "--scenario",
-                str(SCENARIO),
+                str(scenario),
                 "--ephemeral",
                 "--at",
                 moment,
@@ -122,3 +125,60 @@ def test_election_day_shutdown(lab_at) -> None:  # type: ignore[no-untyped-def]
     for vantage in ("kz-almaty", "kz-astana", "kz-mobile"):
         assert set(verdicts(records, vantage).values()) == {"vantage_down"}, vantage
     assert set(verdicts(records, "control").values()) == {"ok"}
+
+
+def test_an_evening_in_may_2019_with_the_control_from_a_helper(lab_at) -> None:  # type: ignore[no-untyped-def]
+    # The helper-only variant: no control vantage in the config, `helpers:` instead.
+    config = lab_at("2019-05-20T20:30:00+06:00", HELPER_ONLY)
+    written = yaml.safe_load(config.read_text())
+    assert not any(v["control"] for v in written["vantages"])
+    assert [h["url"].startswith("http://127.0.0.9:") for h in written["helpers"]] == [True]
+    records = probe_once(config)
+    assert {v for v, _ in records} == {"kz-almaty", "kz-astana", "kz-mobile"}
+    expected = {
+        ("kz-almaty", "facebook"): ("tls_blocked", "connection_reset"),
+        ("kz-almaty", "youtube"): ("throttled", None),
+        ("kz-almaty", "news"): ("http_blocked", None),
+        ("kz-astana", "facebook"): ("dns_blocked", "dns_nxdomain_error"),
+        ("kz-astana", "youtube"): ("dns_blocked", "dns_bogon_error"),
+        ("kz-astana", "news"): ("http_blocked", None),
+        ("kz-mobile", "youtube"): ("throttled", None),
+        ("kz-mobile", "instagram"): ("tls_blocked", "generic_timeout_error"),
+    }
+    for pair, (verdict, failure) in expected.items():
+        record = records[pair]
+        assert (record["verdict"], record["failure"]) == (verdict, failure), (pair, record["reason"])
+        assert record["control_failure"] is None and record["control"] is not None, pair
+    for vantage in ("kz-almaty", "kz-astana", "kz-mobile"):
+        assert records[(vantage, "wikipedia")]["verdict"] == "ok"
+
+
+DOWN = """
+name: down-everywhere
+timezone: UTC
+dns: {listen: 127.0.0.1:0}
+vantages:
+  - {name: kz, address: 127.0.0.2}
+  - {name: control, address: 127.0.0.9, control: true}
+targets:
+  - {name: site, hosts: [www.site.lab], address: 127.0.3.1, port: 0, bulk: false}
+  - {name: gone, hosts: [gone.lab], address: 127.0.3.4, port: 0, down: true}
+  - {name: wiki, hosts: [www.wiki.lab], address: 127.0.3.2, port: 0, control: true, bulk: false}
+rules: []
+"""
+
+
+def test_the_control_vantage_is_judged_too(lab_at, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # As a new user tried it: the target refuses connections everywhere. The control vantage
+    # says the target is down (it came out tcp_blocked), and so does the censored one.
+    scenario = tmp_path / "down-everywhere.yaml"
+    scenario.write_text(DOWN)
+    records = probe_once(lab_at("2019-05-20T12:00:00+00:00", scenario))
+    for vantage in ("kz", "control"):
+        record = records[(vantage, "gone")]
+        assert (record["verdict"], record["operation"], record["failure"]) == (
+            "target_down",
+            "tcp_connect",
+            "connection_refused",
+        ), vantage
+        assert records[(vantage, "site")]["verdict"] == "ok"

@@ -3,6 +3,8 @@ the failing operation and the OONI failure string - and that the control vantage
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -75,8 +77,12 @@ async def test_tls_interception_records_the_rogue_chain(tmp_path: Path) -> None:
     chain = m.tls[0].peer_chain
     assert [c.issuer for c in chain][-1] == "CN=Qaznet Trust Network"
     assert all(len(c.sha256) == 64 for c in chain)
+    # The rogue certificates themselves are kept (base64 DER, OONI's peer_certificates).
+    assert all(hashlib.sha256(base64.b64decode(c.der or "")).hexdigest() == c.sha256 for c in chain)
     assert m.http is not None and m.http.status == 200  # the interceptor relays the page
-    assert results[(CONTROL_VANTAGE, "site")].measurement.tls[0].valid is True
+    control_tls = results[(CONTROL_VANTAGE, "site")].measurement.tls[0]
+    assert control_tls.valid is True
+    assert all(c.der is None for c in control_tls.peer_chain)  # a valid chain is no evidence
 
 
 async def test_http_blockpage(tmp_path: Path) -> None:
@@ -147,6 +153,8 @@ async def test_target_down_everywhere_is_not_censorship(tmp_path: Path) -> None:
     gone = {"name": "gone", "hosts": ["gone.lab"], "address": "127.0.3.4", "port": 0, "down": True}
     results = await probe_lab(tmp_path, scenario(targets=[gone]))
     assert summary(results[(CENSORED, "gone")]) == ("target_down", "tcp_connect", "connection_refused")
+    # The control vantage is judged too: the same refusal there is the outage, not a block.
+    assert summary(results[(CONTROL_VANTAGE, "gone")]) == ("target_down", "tcp_connect", "connection_refused")
 
 
 async def test_congestion_that_slows_the_control_too_is_not_throttling(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from probe.failures import LOCAL_REASONS
 from probe.metrics import Metrics, collector, failure_label
 from probe.metrics.families import PHASE_BUCKETS
 from probe.model import OPERATIONS, PHASES, VERDICTS
@@ -229,6 +230,7 @@ def test_label_values_come_only_from_fixed_sets_and_configured_names(metrics: Me
         "verdict": set(VERDICTS),
         "operation": set(OPERATIONS),
         "phase": set(PHASES),
+        "reason": set(LOCAL_REASONS),
         "le": {str(b) for b in PHASE_BUCKETS} | {"+Inf"} | {str(b) for b in (0.005, 60.0, 300.0)},
     }
     for name, lab, _ in series(metrics):
@@ -311,3 +313,18 @@ def test_counts_from_a_million_on_are_written_as_prometheus_client_writes_them(m
 
     assert text == generate_latest(metrics.registry)
     assert b'verdict="ok"} 1.234567e+06\n' in text
+
+
+def test_local_failures_are_counted_by_reason_from_zero(metrics: Metrics) -> None:
+    name = "curfew_probe_local_failures_total"
+    assert {r: value(metrics, name, reason=r) for r in LOCAL_REASONS} == dict.fromkeys(LOCAL_REASONS, 0)
+    metrics.observe_local_failure("emfile")
+    metrics.observe_local_failure("emfile")
+    metrics.observe_local_failure("enobufs")
+    metrics.observe_local_failure("no such reason")  # never a label value outside the fixed set
+    assert value(metrics, name, reason="emfile") == 2
+    assert value(metrics, name, reason="enobufs") == 1
+    assert value(metrics, name, reason="no such reason") is None
+    text = metrics.render()[0].decode()
+    assert f'{name}{{reason="emfile"}} 2.0' in text
+    assert generate_latest(metrics.registry) == metrics.render()[0]

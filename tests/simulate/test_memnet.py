@@ -113,12 +113,16 @@ def test_memory_and_kernel_labs_give_the_same_verdicts(tmp_path: Path, hours: fl
     }
 
 
+UIDS_AND_CHAINS = ("peer_chain", "uid", "controls", "peers")
+
+
 def without_chains(value: object) -> object:
-    """A stored JSON column without the TLS peer chains and the measurement's uid."""
+    """A stored JSON column without the TLS peer chains and measurement uids (its own, and
+    those of the controls it was judged with)."""
     if isinstance(value, str) and value.startswith(("{", "[")):
         return without_chains(json.loads(value))
     if isinstance(value, dict):
-        return {k: without_chains(v) for k, v in value.items() if k not in ("peer_chain", "uid")}
+        return {k: without_chains(v) for k, v in value.items() if k not in UIDS_AND_CHAINS}
     if isinstance(value, list):
         return [without_chains(v) for v in value]
     return value

@@ -22,6 +22,11 @@ T0 = datetime(2019, 5, 20, 13, 50, tzinfo=UTC)  # 19:50 in Almaty (UTC+6 then)
 STEP = timedelta(minutes=5)
 
 
+def rebuild_args(config: object) -> argparse.Namespace:
+    """`curfew analyze --rebuild --config CONFIG` as the command line parses it."""
+    return argparse.Namespace(config=str(config), rebuild=True, rejudge=False)
+
+
 def write_config(tmp_path: Path, database_url: str) -> Path:
     path = tmp_path / "curfew.yaml"
     config = {
@@ -151,7 +156,7 @@ async def test_rebuild_equals_live_detection(database_url: str, tmp_path: Path) 
             conn, [Episode("kz-almaty", "x", T0, None, "dns_blocked", None, 2, None, T0)], ZONES
         )
     # The handler runs its own event loop, as from the command line.
-    code = await asyncio.to_thread(analyze.handle, argparse.Namespace(config=str(config), rebuild=True))
+    code = await asyncio.to_thread(analyze.handle, rebuild_args(config))
     assert code == 0
     async with engine.connect() as conn:
         stored = await blackouts.load_episodes(conn)
@@ -168,12 +173,14 @@ async def test_rebuild_equals_live_detection(database_url: str, tmp_path: Path) 
 
 async def test_writer_keeps_the_latest_state(database_url: str, tmp_path: Path) -> None:
     await fill(database_url, tmp_path)
-    engine = create_engine(database_url)
-    writer = blackouts.BlackoutWriter(engine, ZONES)
+    store = await Store.open(database_url, tmp_path / "spool")
+    writer = blackouts.BlackoutWriter(store, ZONES)
     e = Episode("kz-almaty", "youtube", T0, None, "tls_blocked", None, 2, None, T0)
     writer.submit([EpisodeEvent("opened", e)])
     writer.submit([EpisodeEvent("updated", Episode(**{**e.__dict__, "probes": 3}))])
     await writer.close()
+    await store.close()
+    engine = create_engine(database_url)
     async with engine.connect() as conn:
         [stored] = await blackouts.load_episodes(conn)
     await engine.dispose()
@@ -181,7 +188,7 @@ async def test_writer_keeps_the_latest_state(database_url: str, tmp_path: Path) 
 
 
 def test_analyze_without_rebuild_is_a_usage_error(tmp_path: Path) -> None:
-    assert analyze.handle(argparse.Namespace(config="x.yaml", rebuild=False)) == 2
+    assert analyze.handle(argparse.Namespace(config="x.yaml", rebuild=False, rejudge=False)) == 2
 
 
 def test_observation_rows_are_observations() -> None:
@@ -193,7 +200,7 @@ async def test_ready_queries_on_blackouts(database_url: str, tmp_path: Path) -> 
 
     await fill(database_url, tmp_path)
     config = write_config(tmp_path, database_url)
-    assert await asyncio.to_thread(analyze.handle, argparse.Namespace(config=str(config), rebuild=True)) == 0
+    assert await asyncio.to_thread(analyze.handle, rebuild_args(config)) == 0
     evenings, stripe, shutdowns = [await query(database_url, q) for q in QUERIES[4:]]
     # Blocked 20:00-20:15 (probes at 20:00..20:15), onset 19:57:30, offset 20:17:30: 20 minutes.
     assert [(e, f, t, float(n), v, fl, int(p)) for e, f, t, n, v, fl, p in evenings] == [
@@ -210,7 +217,7 @@ async def test_restore_after_a_restart(database_url: str, tmp_path: Path) -> Non
 
     await fill(database_url, tmp_path)
     config = write_config(tmp_path, database_url)
-    assert await asyncio.to_thread(analyze.handle, argparse.Namespace(config=str(config), rebuild=True)) == 0
+    assert await asyncio.to_thread(analyze.handle, rebuild_args(config)) == 0
     engine = create_engine(database_url)
     now = T0 + 16 * STEP
     # Live, the monitor saw every measurement; restored, it must see the same.

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
+from probe.model import Result
 from probe.store.mapping import encode, line_row, measurement_dict, result_row, spool_line, without_userinfo
 from tests.store.builders import T0, result
 
@@ -104,3 +105,55 @@ def test_a_line_of_something_else_is_refused() -> None:
 )
 def test_proxy_credentials_are_removed(url: str | None, expected: str | None) -> None:
     assert without_userinfo(url) == expected
+
+
+def poisoned(of: Result | None = None, **changes: object) -> bytes:
+    """A spool line of a real result with some scalar columns replaced (valid JSON all along)."""
+    scalars, observations, analysis = spool_line(result_row(of or result())).split(b"\t")
+    return b"\t".join([orjson.dumps({**orjson.loads(scalars), **changes}), observations, analysis])
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"started_at": 12345}, "started_at is int"),
+        ({"started_at": "yesterday"}, "started_at is not a time"),
+        ({"started_at": "2019-06-09T05:00:00"}, "no UTC offset"),
+        ({"uid": {"a": 1}}, "uid is dict"),
+        ({"uid": "x" * 33}, "uid is longer than 32"),
+        ({"uid": None}, "uid is missing"),
+        ({"vantage": ["kz"]}, "vantage is list"),
+        ({"verdict": "nul\u0000"}, "NUL"),
+        ({"runtime_s": "fast"}, "runtime_s is str"),
+        ({"runtime_s": True}, "runtime_s is bool"),
+        ({"http_status": 2**63}, "http_status is out of range"),
+        ({"http_status": 200.5}, "http_status is float"),
+        ({"local_hour": "7"}, "local_hour is str"),
+    ],
+)
+def test_a_wrongly_typed_line_is_refused_saying_which_column(changes: dict[str, object], reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        line_row(poisoned(**changes))
+
+
+@pytest.mark.parametrize(
+    ("observations", "analysis", "reason"),
+    [
+        (b'{"vantage": "kz', b"{}", "observations are not JSON"),
+        (b"[1, 2]", b"{}", "observations are not a JSON object"),
+        (b"{}", b"null", "analysis are not a JSON object"),
+    ],
+)
+def test_corrupt_observation_json_is_refused(observations: bytes, analysis: bytes, reason: str) -> None:
+    scalars = spool_line(result_row(result())).split(b"\t")[0]
+    with pytest.raises(ValueError, match=reason):
+        line_row(b"\t".join([scalars, observations, analysis + b"\n"]))
+
+
+def test_a_line_names_its_uid_when_it_can() -> None:
+    from probe.store.mapping import line_uid
+
+    r = result()
+    assert line_uid(poisoned(r, started_at=12345)) == r.measurement.uid
+    assert line_uid(b"garbage\tmore\n") is None
+    assert line_uid(poisoned(r, uid={"a": 1})) == r.measurement.uid  # the observations carry it too

@@ -36,6 +36,11 @@ CONFIG = {
 }
 
 
+def rebuild_args(config: object) -> argparse.Namespace:
+    """`curfew analyze --rebuild --config CONFIG` as the command line parses it."""
+    return argparse.Namespace(config=str(config), rebuild=True, rejudge=False)
+
+
 def mixed_results(n: int = 40, start: datetime = T0) -> list[Result]:
     """`n` probes of each target, 5 minutes apart (19:50 local onwards), every kind of verdict."""
     out = []
@@ -120,7 +125,7 @@ async def test_rebuild_recounts_from_measurements(database_url: str, tmp_path: P
     await execute(database_url, "UPDATE hourly_counts SET probes = probes + 100")
     await execute(database_url, "DELETE FROM hourly_counts WHERE local_hour = 21")
     config = write_config(tmp_path, database_url)
-    code = await asyncio.to_thread(analyze.handle, argparse.Namespace(config=str(config), rebuild=True))
+    code = await asyncio.to_thread(analyze.handle, rebuild_args(config))
     assert code == 0
     assert await assert_counts_match(database_url) == expected
 
@@ -132,7 +137,7 @@ async def test_rebuild_counts_rows_written_without_a_zone(database_url: str, tmp
     await store.close()
     assert (await tables_now(database_url))[0] == []
     config = write_config(tmp_path, database_url)
-    await asyncio.to_thread(analyze.handle, argparse.Namespace(config=str(config), rebuild=True))
+    await asyncio.to_thread(analyze.handle, rebuild_args(config))
     assert len(await assert_counts_match(database_url)) == 2 * 2  # hours 19 and 20, two targets
 
 

@@ -392,5 +392,5 @@ async def test_a_journal_that_cannot_be_written_keeps_rows_in_memory_and_loses_n
     monkeypatch.undo()
     assert store.spooled == 0
     await store.close()
-    assert "spool write failed" in caplog.text
+    assert "event=journal-write-failed" in caplog.text
     assert [row["uid"] for row in await rows()] == [r.measurement.uid for r in submitted]

@@ -87,3 +87,76 @@ def test_wrapped_errors_are_classified_by_their_cause() -> None:
     outer.__cause__ = inner
     assert classify(outer) == "connection_refused"
     assert classify(httpx.ReadTimeout("slow")) == "generic_timeout_error"
+
+
+def _wrapped(inner: BaseException, outer: BaseException) -> BaseException:
+    outer.__cause__ = inner
+    return outer
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (OSError(errno.EMFILE, "Too many open files"), "local_failure: emfile"),
+        (OSError(errno.ENFILE, "Too many open files in system"), "local_failure: enfile"),
+        (OSError(errno.ENOBUFS, "No buffer space available"), "local_failure: enobufs"),
+        (OSError(errno.ENOMEM, "Cannot allocate memory"), "local_failure: enomem"),
+        (OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"), "local_failure: eaddrnotavail"),
+        (MemoryError(), "local_failure: enomem"),
+        # Wrapped the ways the layers see them: anyio's "All connection attempts failed" over a
+        # group, httpx over httpcore over the socket error, a group whose second member is ours.
+        (
+            _wrapped(
+                BaseExceptionGroup("attempts", [OSError(errno.EMFILE, "Too many open files")]),
+                OSError("All connection attempts failed"),
+            ),
+            "local_failure: emfile",
+        ),
+        (
+            BaseExceptionGroup(
+                "happy eyeballs",
+                [ConnectionRefusedError(errno.ECONNREFUSED, "refused"), OSError(errno.ENOBUFS, "no buffers")],
+            ),
+            "local_failure: enobufs",
+        ),
+    ],
+)
+def test_the_machines_own_shortage_is_a_local_failure(exc: BaseException, expected: str) -> None:
+    assert classify(exc) == expected
+    assert failures.is_local(classify(exc))
+    assert failures.local_reason(expected) in failures.LOCAL_REASONS
+
+
+def test_local_failures_through_httpx_are_local() -> None:
+    import httpx
+
+    outer = httpx.ConnectError("connect failed")
+    outer.__cause__ = OSError(errno.EMFILE, "Too many open files")
+    assert classify(outer) == "local_failure: emfile"
+
+
+def test_getaddrinfo_out_of_memory_is_local() -> None:
+    assert classify_gai(socket.EAI_MEMORY) == "local_failure: enomem"
+
+
+@pytest.mark.parametrize("name", [*failures.KNOWN_FAILURES, "unknown_failure: [Errno 24] Too many open"])
+def test_no_network_failure_is_local(name: str) -> None:
+    # The analysis judges every one of these: none may be mistaken for the machine's own failure.
+    assert not failures.is_local(name)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConnectionRefusedError(errno.ECONNREFUSED, "refused"),
+        ConnectionResetError(errno.ECONNRESET, "reset"),
+        OSError(errno.EHOSTUNREACH, "no route"),
+        OSError(errno.ENETUNREACH, "unreachable"),
+        TimeoutError(),
+        ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
+        dns.resolver.NXDOMAIN(),
+    ],
+)
+def test_network_failures_are_not_local(exc: BaseException) -> None:
+    assert failures.local(exc) is None
+    assert not failures.is_local(classify(exc))

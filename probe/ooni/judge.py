@@ -1,0 +1,124 @@
+"""curfew's verdict on an imported OONI measurement.
+
+`probe.analysis.verdict.analyze` decides, with the test helper's view as the control vantage.
+Two things OONI's data gives that curfew's own probes get differently:
+
+- a control target: curfew measures control targets at the vantage to prove the vantage itself
+  works. An OONI probe proved it by reaching the test helper in the same run; when the helper
+  answered (no ``control_failure``), that reachability is the control target (`reachability`).
+- the redirect chain: `parse` puts the chain's outcome in the measurement's HTTP step, so a
+  blocked next hop is judged as that hop's failure against the helper's fetch of the whole
+  chain, and a chain that breaks for the helper too is the site's own (target_down, or
+  inconclusive when it breaks differently), never censorship. The reason names the hop.
+
+And one guard against a false positive of OONI's classic analysis that curfew's HTTP comparison
+shares on plain-HTTP sites: a server-side challenge (a CAPTCHA or bot check from the site's
+own CDN) differs from the helper's page without any censor in the path (`server_side`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Final
+
+from probe.analysis.fingerprints import Fingerprints
+from probe.analysis.verdict import analyze
+from probe.model import Analysis, ControlRecord, HttpObservation, Measurement
+from probe.ooni.parse import CONTROL_VANTAGE, Imported
+
+_CHALLENGE_HEADERS: Final = (
+    ("cf-mitigated", re.compile(r"challenge", re.I)),
+    ("cf-chl-bypass", re.compile(r".")),
+    ("x-amzn-waf-action", re.compile(r"captcha|challenge", re.I)),
+    ("x-datadome", re.compile(r".")),
+    ("x-sucuri-block", re.compile(r".")),
+)
+_CHALLENGE_BODY: Final = re.compile(
+    r"g-recaptcha|h-captcha|hcaptcha\.com|cf-chl-|challenge-platform|/cdn-cgi/challenge|"
+    r"Attention Required! \| Cloudflare|captcha-delivery\.com|ddos-guard|"
+    r"Please complete the security check|<title>Just a moment\.\.\.</title>|cf-browser-verification|"
+    r"jschl_vc|_cf_chl_opt|"
+    # The CDN's own refusal to serve the country (server-side geo-blocking, ts-017's known
+    # limitation): Akamai's reference page, CloudFront's and Cloudflare's access-denied pages.
+    r"errors\.edgesuite\.net|The request could not be satisfied|used Cloudflare to restrict access",
+    re.I,
+)
+
+
+def server_side(http: HttpObservation | None) -> str | None:
+    """What marks `http` as the site's own bot check, CAPTCHA or geo-block page, or None.
+
+    >>> server_side(HttpObservation("http://x/", None, 0, 0, status=403,
+    ...     body_sample='<div class="g-recaptcha"></div>'))
+    'a CAPTCHA in the page (g-recaptcha)'
+    """
+    if http is None or http.status is None:
+        return None
+    for name, pattern in _CHALLENGE_HEADERS:
+        value = http.header(name)
+        if value is not None and pattern.search(value):
+            return f"the {name} header"
+    if http.body_sample:
+        found = _CHALLENGE_BODY.search(http.body_sample)
+        if found:
+            return f"a CAPTCHA in the page ({found.group(0)})"
+    return None
+
+
+def reachability(imported: Imported) -> Measurement:
+    """The probe's exchange with the test helper, as a control target that succeeded."""
+    m = imported.measurement
+    return Measurement(
+        vantage=m.vantage,
+        target=CONTROL_VANTAGE,
+        url="https://test-helper.ooni.invalid/",
+        started_at=m.started_at,
+        runtime=0.0,
+        http=HttpObservation("https://test-helper.ooni.invalid/", None, 0.0, 0.0, status=200),
+        uid="0" * 32,
+    )
+
+
+def control_record(imported: Imported) -> ControlRecord:
+    """What the store keeps of the control: the helper's answer (OONI's `control`) or why there
+    was none (`control_failure`), and which helper answered."""
+    response = imported.th_response.to_json() if imported.th_response is not None else None
+    failure = imported.control_failure
+    if response is None and failure is None:
+        failure = "unknown_failure: the control could not be read"
+    return ControlRecord(
+        source=f"helper:{imported.test_helper or 'ooni'}", response=response, failure=failure
+    )
+
+
+def judge(imported: Imported, fingerprints: Fingerprints | None = None) -> Analysis:
+    """The verdict on one imported measurement (pure)."""
+    m = imported.measurement
+    if imported.curfew_controls is not None:
+        controls = imported.curfew_controls  # curfew's own control targets, exported with it
+    else:
+        controls = (reachability(imported),) if imported.control is not None else ()
+    analysis = analyze(m, controls=controls, control_vantage=imported.control, fingerprints=fingerprints)
+    if analysis.verdict == "http_blocked" and analysis.fingerprint is None and analysis.failure is None:
+        marker = server_side(m.http)
+        if marker is not None:
+            return Analysis(
+                "ok",
+                None,
+                None,
+                f"the site answered {m.target} with its own bot check or refusal ({marker}), "
+                "not a censor's page: the network delivered it",
+                accessible=True,
+                dns_consistency=analysis.dns_consistency,
+                http_diff=analysis.http_diff,
+            )
+    hop = imported.chain_failed_hop
+    if hop is not None and hop > 0 and analysis.operation == "http_request":
+        url = imported.chain[hop]
+        if analysis.verdict in ("target_down", "inconclusive"):
+            note = f"; the site's own redirect to {url} (hop {hop}) fails for the test helper too"
+        else:
+            note = f"; the redirect's next hop {url} (hop {hop}) failed while the test helper followed it"
+        return replace(analysis, reason=analysis.reason + note)
+    return analysis

@@ -1,0 +1,227 @@
+"""OONI Web Connectivity measurements (classic 0.4 and LTE 0.5 test keys) judged by curfew:
+one test per technique, from spec-shaped measurements (builders.py), with no network."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from probe.ooni.judge import judge
+from probe.ooni.parse import Naming, NotWebConnectivity, parse
+from tests.ooni.builders import interception_chain, measurement
+
+VERSIONS = [pytest.param(False, id="classic-0.4"), pytest.param(True, id="lte-0.5")]
+
+
+def verdict(technique: str, lte: bool, **kw: Any) -> tuple[str, str | None, str]:
+    a = judge(parse(measurement(technique, lte=lte, **kw)))
+    return a.verdict, a.blocking, a.reason
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_ok(lte: bool) -> None:
+    assert verdict("ok", lte)[:2] == ("ok", None)
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_dns_bogon_answer_is_dns_blocked(lte: bool) -> None:
+    assert verdict("dns", lte)[:2] == ("dns_blocked", "dns")
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_dns_nxdomain_while_the_helper_resolves_is_dns_blocked(lte: bool) -> None:
+    got, blocking, reason = verdict("dns_nxdomain", lte)
+    assert (got, blocking) == ("dns_blocked", "dns")
+    assert "dns_nxdomain_error" in reason
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_tcp_timeout_on_every_address_is_tcp_blocked(lte: bool) -> None:
+    assert verdict("tcp", lte)[:2] == ("tcp_blocked", "tcp_ip")
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_reset_after_client_hello_is_tls_blocked(lte: bool) -> None:
+    assert verdict("tls", lte)[:2] == ("tls_blocked", "tls")
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_interception_chain_is_tls_mitm_and_kept(lte: bool) -> None:
+    imported = parse(measurement("mitm", lte=lte))
+    assert judge(imported).verdict == "tls_mitm"
+    chain = imported.measurement.tls[0].peer_chain
+    assert [c.subject for c in chain] == [
+        "CN=www.facebook.com",
+        "C=KZ, CN=Security Certificate",
+        "CN=Qaznet Trust Network",
+    ]
+    assert tuple(c.der for c in chain) == interception_chain()  # the DER itself, for the export
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_blockpage_on_plain_http_is_http_blocked(lte: bool) -> None:
+    assert verdict("http_blockpage", lte)[:2] == ("http_blocked", "http-diff")
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_target_down_for_the_helper_too_is_target_down(lte: bool) -> None:
+    assert verdict("down", lte)[0] == "target_down"
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_captcha_page_is_not_blocked(lte: bool) -> None:
+    """OONI's classic analysis says http-diff; the page is the site's own bot check."""
+    got, _, reason = verdict("captcha", lte)
+    assert got == "ok"
+    assert "bot check" in reason
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_the_sites_own_broken_redirect_is_not_blocked(lte: bool) -> None:
+    got, _, reason = verdict("broken_redirect", lte)
+    assert got in ("target_down", "inconclusive")
+    assert "the site's own redirect to https://www.facebook.com/" in reason
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_transparent_proxy_serving_the_real_page_is_ok(lte: bool) -> None:
+    assert verdict("transparent_proxy", lte)[0] == "ok"
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_a_redirect_whose_next_hop_is_blocked_is_blocked(lte: bool) -> None:
+    got, blocking, reason = verdict("redirect_blocked", lte)
+    assert (got, blocking) == ("http_blocked", "http-failure")
+    assert "next hop http://static.xx.fbcdn.net/" in reason
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_a_redirect_chain_that_ends_in_the_page_is_ok(lte: bool) -> None:
+    imported = parse(measurement("redirect_ok", lte=lte))
+    assert judge(imported).verdict == "ok"
+    assert imported.chain == ("http://www.facebook.com/", "https://www.facebook.com/")
+    assert imported.measurement.http is not None and imported.measurement.http.status == 200
+
+
+def test_lte_next_hop_without_a_request_fails_with_http_experiment_failure() -> None:
+    """LTE records no request for a hop whose connect failed: the last response is the redirect."""
+    m = measurement("redirect_blocked", lte=True)
+    m["test_keys"]["requests"] = m["test_keys"]["requests"][1:]  # only the 301 remains
+    imported = parse(m)
+    assert imported.measurement.http is not None
+    assert imported.measurement.http.url == "http://static.xx.fbcdn.net/"
+    assert imported.measurement.http.failure == "connection_reset"
+    assert judge(imported).verdict == "http_blocked"
+
+
+def test_lte_extension_lookups_are_not_the_classic_view() -> None:
+    """The extra DNS-over-UDP lookup (E003) answered the real address; getaddrinfo got a bogon."""
+    imported = parse(measurement("dns", lte=True))
+    assert imported.measurement.dns is not None
+    assert imported.measurement.dns.answers == ("10.10.34.34",)
+    assert imported.measurement.dns.engine == "system"
+
+
+def test_without_a_control_a_failure_is_inconclusive() -> None:
+    m = measurement("tcp")
+    m["test_keys"]["control"] = {}
+    m["test_keys"]["control_failure"] = "generic_timeout_error"
+    assert judge(parse(m)).verdict == "inconclusive"
+
+
+def test_the_identity_start_and_oonis_view() -> None:
+    m = measurement("tcp")
+    imported = parse(m)
+    assert imported.measurement.vantage == "KZ-AS9198"
+    assert imported.measurement.target == "www.facebook.com"
+    assert imported.measurement.started_at == datetime(2019, 7, 20, 15, 0, tzinfo=UTC)
+    assert imported.measurement_uid == m["measurement_uid"]
+    assert imported.ooni_blocking == "tcp_ip" and imported.ooni_accessible is False
+    assert imported.measurement.labels["ooni_blocking"] == "tcp_ip"
+    assert len(imported.measurement.uid) == 32
+
+
+def test_uid_is_stable_and_falls_back_to_report_input_and_time() -> None:
+    m = measurement("ok")
+    assert parse(m).measurement.uid == parse(measurement("ok")).measurement.uid
+    del m["measurement_uid"]
+    a = parse(m).measurement.uid
+    assert a == parse(dict(m)).measurement.uid
+    assert a != parse({**m, "measurement_start_time": "2019-07-20 15:00:01"}).measurement.uid
+    assert a != parse({**m, "report_id": "other"}).measurement.uid
+
+
+def test_target_and_vantage_naming() -> None:
+    naming = Naming({"KZ-AS9198": "kaztelecom"}, [("facebook", "facebook.com"), ("yt", "*.youtube.com")])
+    for url in ("https://www.facebook.com/", "https://m.facebook.com/", "https://facebook.com/"):
+        imported = parse(measurement("ok", url=url), naming)
+        assert (imported.measurement.vantage, imported.measurement.target) == ("kaztelecom", "facebook")
+    assert parse(measurement("ok", url="https://www.youtube.com/"), naming).measurement.target == "yt"
+    assert (
+        parse(measurement("ok", url="https://notfacebook.com/"), naming).measurement.target
+        == "notfacebook.com"
+    )
+    assert parse(measurement("ok", asn="AS48716"), naming).measurement.vantage == "KZ-AS48716"
+
+
+def test_another_test_is_not_web_connectivity() -> None:
+    with pytest.raises(NotWebConnectivity):
+        parse({**measurement("ok"), "test_name": "telegram"})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"input": None}, "input"),
+        ({"test_keys": None}, "test_keys"),
+        ({"measurement_start_time": "yesterday"}, "isoformat"),
+    ],
+)
+def test_unusable_measurements_say_why(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse({**measurement("ok"), **change})
+
+
+def _measurement_kit(technique: str, failure: str) -> dict[str, Any]:
+    """As measurement-kit's probes (2016-2020) wrote it: no tls_handshakes, TLS problems as
+    "ssl_error: <OpenSSL's text>" on the request."""
+    m = measurement(technique)
+    m.update(software_name="ooniprobe-android", software_version="2.1.0", test_version="0.1.0")
+    keys = m["test_keys"]
+    keys["tls_handshakes"] = None
+    keys["requests"][0]["failure"] = keys["http_experiment_failure"] = failure
+    return m
+
+
+def test_measurement_kit_certificate_failure_is_interception() -> None:
+    failure = "ssl_error: error:14090086:SSL routines:ssl3_get_server_certificate:certificate verify failed"
+    imported = parse(_measurement_kit("mitm", failure))
+    assert imported.measurement.tls[0].validation_failure == "ssl_unknown_authority"
+    assert judge(imported).verdict == "tls_mitm"
+
+
+def test_measurement_kit_reset_on_an_https_connection_is_tls_blocked() -> None:
+    assert judge(parse(_measurement_kit("tls", "connection_reset"))).verdict == "tls_blocked"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<html><head><title>Access Denied</title></head><body>You don't have permission to access "
+        "this server.<p>Reference&#32;&#35;18.2c3e1002.1563634800.1f3a4b</p>"
+        '<a href="https://errors.edgesuite.net/18.2c3e1002">more</a></body></html>',
+        "<html><body><h1>403 ERROR</h1><h2>The request could not be satisfied.</h2>"
+        "Generated by cloudfront (CloudFront)</body></html>",
+    ],
+    ids=["akamai", "cloudfront"],
+)
+def test_the_sites_own_geo_block_is_not_blocked(body: str) -> None:
+    m = measurement("captcha")
+    response = m["test_keys"]["requests"][0]["response"]
+    response["body"] = body
+    response["headers_list"] = [["Content-Type", "text/html"], ["Server", "AkamaiGHost"]]
+    response["headers"] = dict(response["headers_list"])
+    got = judge(parse(m))
+    assert got.verdict == "ok" and "refusal" in got.reason
