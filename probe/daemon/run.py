@@ -179,7 +179,7 @@ class Daemon:
             if prober is not None:
                 await self._bounded("helpers", prober.aclose(), 1.0)
             left = deadline - asyncio.get_running_loop().time()
-            await self._bounded("store", store.close(), max(left - 1.0, 1.0))
+            await self._bounded("store", store.close(timeout=max(left - 2.0, 0.5)), max(left - 1.0, 1.0))
             if self.server is not None:
                 await self._bounded("metrics", self.server.close(), 1.0)
             self.signals.detach()
