@@ -125,7 +125,9 @@ class Spool:
                 self.pending += seg.count
         for path in directory.glob(f"*{SUFFIX}{TMP_SUFFIX}"):  # a rewrite cut short: the
             path.unlink(missing_ok=True)  # segment it was for is still there as it was
-        self._free = sorted(directory.glob(f"*{FREE_SUFFIX}"))
+        # Only plain files are reused (a directory or a link named *.free is left alone).
+        free = directory.glob(f"*{FREE_SUFFIX}")
+        self._free = sorted(p for p in free if p.is_file() and not p.is_symlink())
         for path in self._free[FREE_FILES:]:
             path.unlink(missing_ok=True)
         del self._free[FREE_FILES:]

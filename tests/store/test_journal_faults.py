@@ -194,6 +194,7 @@ async def test_a_directory_named_like_a_segment_is_skipped_with_a_word(
     _, _, written = good_segment(spool_dir, 1, 5)
     odd = spool_dir / f"{2:016d}.spool"
     odd.mkdir()
+    (spool_dir / f"{3:016d}.free").mkdir()  # not a file to reuse either
     (spool_dir / "notes.spool").write_text("a person's file\n")
     store = await replay(database_url, spool_dir)
     for r in results(3, start=T0 + timedelta(hours=2)):
