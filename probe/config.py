@@ -6,9 +6,11 @@ naming the file and the key path, e.g. ``curfew.yaml: vantages[0].resolver: ...`
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -107,15 +109,13 @@ class Helper(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("expected an http:// or https:// URL with a host")
+        check_url(value, ("http", "https"), "an http:// or https:// URL with a host", False)
         return value
 
     @field_validator("token_file")
     @classmethod
     def _token(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
+        if value is not None and path_kind(value) != "file":
             raise ValueError(f"file not found: {value}")
         return value
 
@@ -139,7 +139,7 @@ class Vantage(_Model):
     """Country of the vantage's network, ISO 3166 alpha-2 (KZ): OONI's probe_cc on export."""
     probe_asn: str | None = None
     """Autonomous system of the vantage's network, "AS" and its number (AS9198): OONI's probe_asn."""
-    probe_network_name: str | None = None
+    probe_network_name: Label | None = None
     """The network's name (JSC Kazakhtelecom): OONI's probe_network_name."""
 
     @field_validator("probe_cc")
@@ -334,6 +334,7 @@ RELOADABLE: frozenset[str] = frozenset(
         "metrics",
         "vantages",
         "targets",
+        "helpers",  # the prober's helper clients are rebuilt (asks in flight finish on the old ones)
     }
 )
 
@@ -389,7 +390,8 @@ def parse_resolver(value: str) -> tuple[str, str | None, int | None]:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f'expected "system", "ip[:port]" or an https:// DoH URL, got {value!r}') from None
+        shown = redaction.redact_url(value)  # "HTTPS://user:password@..." lands here
+        raise ValueError(f'expected "system", "ip[:port]" or an https:// DoH URL, got {shown!r}') from None
     return ("udp", host, port)
 
 
@@ -405,12 +407,25 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     The passwords of its URLs are remembered, so that no later log line or message shows them.
     """
     config = validate(Config, data, source, ConfigError)
+    helpers = config.helpers + [h for v in config.vantages for h in v.helpers or []]
     redaction.remember(
         [config.database]
         + [url for v in config.vantages for url in (v.proxy, v.resolver)]
         + [url for t in config.targets for url in (t.url, t.throughput_url)]
+        + [h.url for h in helpers]
     )
+    redaction.remember_secrets(_tokens(h.token_file for h in helpers if h.token_file is not None))
     return config
+
+
+def _tokens(paths: Iterable[Path]) -> list[str]:
+    """The helpers' bearer tokens, to keep out of the log (a file that cannot be read has none
+    to leak; the helper client says why it cannot use it)."""
+    tokens = []
+    for path in paths:
+        with contextlib.suppress(OSError, UnicodeError):
+            tokens.append(path.read_text(encoding="utf-8").strip())
+    return tokens
 
 
 def load_config(path: str | Path) -> Config:

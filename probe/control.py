@@ -8,16 +8,14 @@ was none. Pure: nothing here opens a socket.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from typing import Final
-from urllib.parse import urlsplit
 
 from probe import failures as F
-from probe.helper.client import HelperAnswer
-from probe.helper.control import control_measurement, join_endpoint, th_response, url_port
-from probe.helper.protocol import THResponse
-from probe.model import ControlRecord, Measurement, TlsObservation
+from probe.analysis.helper_answer import helper_control
+from probe.helper.answer import HelperAnswer
+from probe.helper.control import join_endpoint, th_response, url_port
+from probe.model import ControlRecord, Measurement
 
 _FAILURES: Final[dict[str, str]] = {
     "timeout": F.GENERIC_TIMEOUT,
@@ -28,7 +26,7 @@ _FAILURES: Final[dict[str, str]] = {
 def control_failure(answer: HelperAnswer) -> str | None:
     """OONI's `control_failure` for a helper exchange that gave no answer (None if it did).
 
-    >>> from probe.helper.client import Attempt
+    >>> from probe.helper.answer import Attempt
     >>> control_failure(HelperAnswer(None, None, (Attempt("th", "timeout", "15 s"),)))
     'generic_timeout_error'
     >>> control_failure(HelperAnswer(None, None, (Attempt("th", "unreachable", "refused"),)))
@@ -57,11 +55,18 @@ def endpoints(m: Measurement) -> list[str]:
     return [join_endpoint(a, port) for a in m.dns.answers]
 
 
+def _resolved(m: Measurement) -> tuple[str, ...]:
+    if m.dns is None or m.dns.failure is not None or m.dns.engine == "proxy":
+        return ()
+    return m.dns.answers
+
+
 def from_vantage(control: Measurement, m: Measurement, controls: Sequence[Measurement] = ()) -> ControlRecord:
     """The record of `m` judged against the control vantage's measurement `control`."""
     return ControlRecord(
         source=f"vantage:{control.vantage}",
-        response=th_response(control, endpoints(m)).to_json(),
+        # Plain IPs rather than endpoints: th_response takes either, and skips a parse per address.
+        response=th_response(control, _resolved(m)).to_json(),
         measurement=control,
         controls=tuple(c.uid for c in controls),
     )
@@ -79,33 +84,6 @@ def from_helper(
         controls=tuple(c.uid for c in controls),
     )
     return helper_control(record, m), record
-
-
-def helper_control(record: ControlRecord, m: Measurement) -> Measurement | None:
-    """The control `Measurement` a helper's stored answer stands for (None without one)."""
-    if record.response is None:
-        return None
-    response = THResponse.from_json(record.response)
-    control = control_measurement(
-        response, m.url, vantage=record.source or "helper", target=m.target, started_at=m.started_at
-    )
-    return with_valid_addresses(control, response.valid_addresses())
-
-
-def with_valid_addresses(control: Measurement, valid: Iterable[str]) -> Measurement:
-    """`control` with a validated TLS handshake for each address the helper's `ip_info` says
-    is valid for the domain (flag 8) and its handshakes do not already show.
-
-    For an http:// URL the helper vouches for addresses with a handshake on 443 that is not
-    part of the fetch (see `probe.helper.control.control_measurement`); this is how that
-    reaches the DNS consistency check, which judges addresses by validated handshakes.
-    """
-    shown = {obs.address for obs in control.tls if obs.failure is None and obs.valid is True}
-    host = control.dns.query if control.dns is not None else (urlsplit(control.url).hostname or "")
-    extra = tuple(
-        TlsObservation(address, 443, host, 0.0, 0.0, valid=True) for address in sorted(set(valid) - shown)
-    )
-    return replace(control, tls=control.tls + extra) if extra else control
 
 
 def no_control(controls: Sequence[Measurement] = ()) -> ControlRecord:

@@ -140,11 +140,11 @@ async def _connect(
         conn.stream = PlainStream(sock)
         return conn
 
-    async def reconnect() -> socket.socket | None:
-        _, fresh = await tcp.connect(
+    async def reconnect() -> tuple[socket.socket | None, str | None]:
+        obs, fresh = await tcp.connect(
             address, port, net, budget.step(timeouts.tcp_connect), budget.clock, budget.origin
         )
-        return fresh
+        return fresh, obs.failure
 
     conn.tls, conn.stream = await tls.handshake(
         sock,

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 
 from probe.config import Config, Helper, ProbeSettings
 from probe.control import endpoints
@@ -90,8 +91,8 @@ class HelperPool:
         return not any(t.control for t in self.config.targets if t.name == m.target)
 
     async def ask(self, m: Measurement) -> HelperAnswer | None:
-        """The helpers' answer for `m` (None when `m` gets no helper control); never raises
-        on a helper's failure: the answer then has no response and says why."""
+        """The helpers' answer for `m` (None when `m` gets no helper control), helpers named by
+        URL; never raises on a helper's failure: the answer then has no response and says why."""
         if not self.wanted(m):
             return None
         client = self._by_vantage[m.vantage]
@@ -107,7 +108,14 @@ class HelperPool:
                 attempt.reason,
                 attempt.detail.replace(" ", "_")[:200],
             )
-        return answer
+        # From here on a helper is named by its URL (what OONI's `test_helpers` records);
+        # the metric above keeps the host, a small fixed set.
+        urls = {h.label: h.url for h in client.helpers}
+        return HelperAnswer(
+            answer.response,
+            urls.get(answer.helper, answer.helper) if answer.helper is not None else None,
+            tuple(replace(a, helper=urls.get(a.helper, a.helper)) for a in answer.attempts),
+        )
 
     async def aclose(self) -> None:
         for client in self._clients.values():

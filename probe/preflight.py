@@ -14,18 +14,29 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
+import ssl
 import tempfile
 from pathlib import Path
 
 from probe.config import Config, ConfigError
 from probe.daemon import lock
+from probe.metrics.server import listen_problem
 from probe.validation import path_kind
+from probe.vantage import source_address_problem, tls_contexts
 
 
 def preflight(config: Config, source: str) -> list[str]:
     """Raise ConfigError naming `source` and the key for what `run` would fail on; return notes."""
     notes: list[str] = []
+    if config.tls.ca_bundle is not None:
+        try:
+            tls_contexts(config.tls.ca_bundle)  # what every vantage's TLS will be built from
+        except (ssl.SSLError, OSError):
+            raise ConfigError(
+                f"{source}: tls.ca_bundle: {config.tls.ca_bundle}: no PEM certificate that loads"
+            ) from None
+    if config.database is not None:
+        _database(config.database, f"{source}: database")
     _writable_dir(config.data_dir, f"{source}: data_dir")
     spool = config.data_dir / "spool"
     if _kind(spool, f"{source}: data_dir") not in ("directory", "missing"):
@@ -39,14 +50,14 @@ def preflight(config: Config, source: str) -> list[str]:
             raise ConfigError(f"{source}: {key}: {sqlite_file} is not a file this user can write")
     for index, vantage in enumerate(config.vantages):
         if vantage.source_address is not None:
-            failed = _bind_problem(vantage.source_address, 0, socket.SOCK_DGRAM)
+            failed = source_address_problem(vantage.source_address)
             if failed is not None:  # every probe from this vantage would fail to bind
                 raise ConfigError(
                     f"{source}: vantages[{index}].source_address: cannot bind "
                     f"{vantage.source_address}: {failed.strerror}"
                 )
     host, port = config.metrics.host_port
-    problem = _bind_problem(host, port)
+    problem = listen_problem(host, port)
     if problem is not None:
         pid = lock.holder(config.data_dir) if problem.errno == errno.EADDRINUSE else None
         if pid is None:
@@ -57,6 +68,16 @@ def preflight(config: Config, source: str) -> list[str]:
             f"(pid {pid or '?'}): not checked"
         )
     return notes
+
+
+def _database(url: str, where: str) -> None:
+    """The URL as the store will parse it (the config's own check is a copy of the pattern)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url).port  # noqa: B018 - parsing it is the check
+    except Exception:  # neither the message nor the URL is worth quoting: it holds the password
+        raise ConfigError(f"{where}: expected sqlite:///path or postgresql://user:password@host/db") from None
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -91,17 +112,3 @@ def _kind(path: Path, where: str) -> str:
         return path_kind(path)
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-
-
-def _bind_problem(host: str, port: int, kind: int = socket.SOCK_STREAM) -> OSError | None:
-    """Bind and release the address as the metrics server (or a probe) would; the error if not."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, kind)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        return exc
-    finally:
-        sock.close()
-    return None

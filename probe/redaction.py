@@ -77,6 +77,12 @@ def remember(urls: Iterable[str | None]) -> None:
         _secrets.update(f for f in forms if len(f) >= MIN_SECRET)
 
 
+def remember_secrets(secrets: Iterable[str]) -> None:
+    """Mask these strings (tokens read from files) in every later `redact`."""
+    with _lock:
+        _secrets.update(s for s in secrets if len(s) >= MIN_SECRET)
+
+
 def redact(text: str) -> str:
     """`text` with every remembered password and every URL's userinfo masked.
 

@@ -17,7 +17,7 @@ from probe.clock import SYSTEM_CLOCK, Clock
 from probe.config import Config, Target, Vantage
 from probe.control import from_helper, from_vantage, no_control, own_verdict
 from probe.engine import measure
-from probe.helper.client import HelperAnswer
+from probe.helper.answer import HelperAnswer
 from probe.helper_pool import HelperPool
 from probe.model import Measurement, Result
 from probe.vantage import VantageNetwork, vantage_network

@@ -3,13 +3,17 @@ their errors, so every bad file is reported as ``FILE: key.path[0].name: what is
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import yaml
 from pydantic import BaseModel, ValidationError
+
+from probe.redaction import redact, redact_url
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -42,15 +46,27 @@ def validate(model: type[M], data: Any, source: str, error: type[Exception]) -> 
             message = "unknown key"
         # Checks over the whole document carry no key path; they name their key themselves.
         where = f"{key_path(loc)}: " if loc else ""
-        raise error(f"{source}: {where}{message}") from None
+        # A value quoted back may be a URL pasted in the wrong place, password and all.
+        value = first.get("input")
+        if isinstance(value, str) and "@" in value and value in message:
+            message = message.replace(value, redact_url(value) if "://" in value else "***")
+        raise error(f"{source}: {where}{redact(message)}") from None
 
 
 def read_yaml(path: Path, error: type[Exception]) -> Any:
     """Parse a YAML file; raise `error` naming the file (and the line) when it cannot."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        # At most MAX_BYTES + 1: /dev/zero must not fill the memory (a pipe, /dev/stdin, is fine).
+        with path.open("rb") as file:
+            raw = file.read(MAX_BYTES + 1)
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError:  # a NUL byte in the name
+        raise error(f"{path}: cannot read: not a valid path") from None
+    if len(raw) > MAX_BYTES:
+        raise error(f"{path}: larger than {MAX_BYTES // 1024 // 1024} MiB")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"{path}: not UTF-8 (byte {exc.start})") from None
     try:
@@ -70,6 +86,8 @@ def read_yaml(path: Path, error: type[Exception]) -> Any:
 
 
 MAX_DEPTH = 32
+MAX_BYTES = 16 * 1024 * 1024
+"""A config or a scenario is a few kilobytes; this bounds the time and memory a wrong file costs."""
 
 
 def _depth(data: Any) -> int:
@@ -157,6 +175,31 @@ def check_host(host: str, expected: str) -> None:
         raise ValueError(f"expected {expected}: not a valid host name")
 
 
+_SQLALCHEMY_URL = re.compile(
+    r"""
+        (?P<name>[\w\+]+)://
+        (?:
+            (?P<username>[^:/]*)
+            (?::(?P<password>[^@]*))?
+        @)?
+        (?:
+            (?:
+                \[(?P<ipv6host>[^/\?]+)\] |
+                (?P<ipv4host>[^/:\?]+)
+            )?
+            (?::(?P<port>[^/\?]*))?
+        )?
+        (?:/(?P<database>[^\?]*))?
+        (?:\?(?P<query>.*))?
+    """,
+    re.X,
+)
+"""SQLAlchemy 2.0's own URL pattern (sqlalchemy.engine.url._parse_url), copied: the config is
+read by the pure core too, which imports no database library. `curfew check` and `run` parse
+the URL with SQLAlchemy itself as well (probe.preflight), and the config fuzz holds the two
+to the same answers."""
+
+
 def check_database_url(value: str) -> None:
     """A SQLAlchemy URL of SQLite (with a file) or PostgreSQL, parsed as the store parses it.
 
@@ -166,27 +209,24 @@ def check_database_url(value: str) -> None:
     ...
     ValueError: expected sqlite:///path or postgresql://user:password@host/db: port out of range (1-65535)
     """
-    from sqlalchemy.engine import make_url  # only when a config names a database
-
     expected = "expected sqlite:///path or postgresql://user:password@host/db"
-    try:
-        url = make_url(value)
-        port = url.port
-    except Exception:  # ArgumentError, ValueError from the port: neither is worth quoting
-        raise ValueError(expected) from None
-    backend = url.drivername.split("+", 1)[0]
+    url = _SQLALCHEMY_URL.match(value)
+    if url is None:
+        raise ValueError(expected)
+    backend = url["name"].split("+", 1)[0]
     if backend not in ("sqlite", "postgresql", "postgres"):
         raise ValueError(expected)
-    if port is not None and not 0 < port < 65536:
+    port = url["port"]
+    if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         raise ValueError(f"{expected}: port out of range (1-65535)")
-    if backend == "sqlite" and (
-        not url.database or url.database == ":memory:" or url.database.startswith("file:")
-    ):
+    database = unquote(url["database"] or "")
+    if backend == "sqlite" and (not database or database == ":memory:" or database.startswith("file:")):
         raise ValueError(f"{expected}: SQLite needs a file (sqlite:///path/curfew.db)")
-    if url.host is not None:
-        check_host(url.host, expected.removeprefix("expected "))
+    host = url["ipv4host"] or url["ipv6host"]
+    if host:
+        check_host(host, expected.removeprefix("expected "))
     if backend != "sqlite":
-        unknown = sorted(set(url.query) - POSTGRES_OPTIONS)
+        unknown = sorted({key for key, _ in parse_qsl(url["query"] or "")} - POSTGRES_OPTIONS)
         if unknown:
             # asyncpg takes these as keyword arguments: an unknown one fails every connect.
             hint = " (asyncpg spells it ?ssl=require)" if "sslmode" in unknown else ""
@@ -222,18 +262,28 @@ POSTGRES_OPTIONS = frozenset(
 """What a postgresql:// URL's query may set (SQLAlchemy hands the rest to asyncpg.connect)."""
 
 
-def check_ca_bundle(path: Path) -> None:
-    """A PEM file that OpenSSL loads as trusted roots, as the TLS layer will."""
-    import ssl
+PEM_BLOCK = re.compile(
+    rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----\s+([A-Za-z0-9+/=\s]+?)-----END (?:TRUSTED )?CERTIFICATE-----"
+)
 
+
+def check_ca_bundle(path: Path) -> None:
+    """A file with at least one well-formed PEM certificate. Whether OpenSSL accepts it is
+    `curfew check`'s and `run`'s to find out (probe.preflight loads it as the TLS layer will):
+    this module is read by the pure core, which imports no `ssl`."""
     if path_kind(path) != "file":
         raise ValueError(f"file not found: {path}")
     try:
-        ssl.create_default_context(cafile=str(path))
-    except ssl.SSLError:
-        raise ValueError(f"{path}: no PEM certificate that loads") from None
-    except (OSError, UnicodeError) as exc:
-        raise ValueError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        blocks = PEM_BLOCK.findall(path.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
+    for block in blocks:
+        try:
+            base64.b64decode(b"".join(block.split()), validate=True)
+        except ValueError:
+            continue
+        return
+    raise ValueError(f"{path}: no PEM certificate that loads")
 
 
 def path_kind(path: Path) -> str:

@@ -65,6 +65,18 @@ class VantageNetwork:
         return sock
 
 
+def source_address_problem(address: str) -> OSError | None:
+    """Why probes could not bind to `address` (not an address of this machine), or None.
+    For `curfew check`: a vantage whose every probe would fail to bind is refused up front."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((address, 0))
+        except OSError as exc:
+            return exc
+    return None
+
+
 @lru_cache(maxsize=16)
 def tls_contexts(ca_bundle: Path | None) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """(validating, permissive) client contexts.

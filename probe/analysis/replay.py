@@ -18,8 +18,8 @@ from typing import Any
 
 from probe.analysis.control_vantage import analyze_control_vantage
 from probe.analysis.fingerprints import Fingerprints
+from probe.analysis.helper_answer import helper_control
 from probe.analysis.verdict import analyze
-from probe.control import helper_control
 from probe.model import (
     Analysis,
     Certificate,

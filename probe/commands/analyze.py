@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from probe.daemon.logs import redact
+    from probe.redaction import redact_url
     from probe.store import StoreError
 
     if not args.rebuild:
@@ -53,9 +54,9 @@ def handle(args: argparse.Namespace) -> int:
         print(f"curfew: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     for judged, changed in rejudged:
-        print(f"{redact(config.database_url)}: {judged} measurements judged again, {changed} changed")
+        print(f"{redact_url(config.database_url)}: {judged} measurements judged again, {changed} changed")
     print(
-        f"{redact(config.database_url)}: {episodes} episodes; {hours} hourly counts;"
+        f"{redact_url(config.database_url)}: {episodes} episodes; {hours} hourly counts;"
         f" local time set on {filled} measurements"
     )
     return EXIT_OK

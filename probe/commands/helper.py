@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probe.commands.common import EXIT_OK, run_async
+
+if TYPE_CHECKING:
+    from probe.helper.settings import HelperFile
 
 # Flag -> key of the `helper:` section; each flag's value is checked by argparse, so a bad one
 # exits 2 with a message naming the flag, before anything starts.
@@ -105,7 +108,7 @@ def handle(args: argparse.Namespace) -> int:
     return run_async(_serve(settings))
 
 
-async def _serve(settings: Any) -> int:
+async def _serve(settings: HelperFile) -> int:
     import asyncio
     import logging
     import signal

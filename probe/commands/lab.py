@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument(
         "--ephemeral", action="store_true", help="free ports instead of the scenario's (no root needed)"
     )
+    serve.add_argument(
+        "--helper",
+        action="store_true",
+        help="serve each control vantage as a test helper (curfew helper on its address); the "
+        "written config then has helpers: and no control vantage",
+    )
     serve.set_defaults(handler=handle_serve)
     add_simulate(lab_sub)
 
@@ -192,5 +198,5 @@ def handle_serve(args: argparse.Namespace) -> int:
     from probe.lab.lab import serve
 
     with contextlib.suppress(KeyboardInterrupt):
-        run_async(serve(args.scenario, args.state_dir, args.at, ephemeral=args.ephemeral))
+        run_async(serve(args.scenario, args.state_dir, args.at, ephemeral=args.ephemeral, helper=args.helper))
     return EXIT_OK

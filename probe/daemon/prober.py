@@ -23,6 +23,7 @@ from probe.analysis.verdict import connectivity_failure
 from probe.clock import SYSTEM_CLOCK, Clock
 from probe.config import Config
 from probe.engine import measure
+from probe.helper.answer import HelperAnswer
 from probe.helper_pool import ControlFailures, HelperPool
 from probe.model import Measurement, Result
 from probe.round import elsewhere, judge, reach
@@ -149,6 +150,24 @@ class Prober:
             if usable and helpers is not None and helpers.wanted(mine)
             else None
         )
+        try:
+            return await self._judge(config, vantage, target, mine, needed, shared, asking)
+        finally:
+            if asking is not None and not asking.done():
+                asking.cancel()  # the run was cancelled (drain): so is its question to the helper
+
+    async def _judge(
+        self,
+        config: Config,
+        vantage: str,
+        target: str,
+        mine: Measurement,
+        needed: list[tuple[str, str]],
+        shared: list[tuple[asyncio.Future[Measurement], bool]],
+        asking: asyncio.Future[HelperAnswer | None] | None,
+    ) -> list[Result]:
+        """The rest of `run`, once the pair's own measurement is in: wait for the controls (and
+        the helper), reach the vantage's addresses from the control vantage, judge."""
         controls = await asyncio.gather(*(task for task, _ in shared), return_exceptions=True)
         fresh_keys = {(v, t) for (v, t), (_, new) in zip(needed, shared, strict=True) if new}
         measurements = []
@@ -183,6 +202,14 @@ class Prober:
         )
         if self._on_local_failure is not None:
             self._on_local_failure(reason)
+
+
+def own_result(pair: tuple[str, str], results: list[Result]) -> Result | None:
+    """The result of `pair` itself among what `Prober.run(*pair)` returned; None when the pair's
+    own probe failed on this machine (so there is no verdict to confirm)."""
+    if results and (results[0].measurement.vantage, results[0].measurement.target) == pair:
+        return results[0]
+    return None
 
 
 def _unusable(task: asyncio.Future[Measurement]) -> bool:

@@ -53,9 +53,11 @@ TimeoutStartSec=60 must never see a stuck start)."""
 INVENTORY_TIMEOUT = 30.0
 RETENTION_TIMEOUT = 600.0
 WATCH_TIMEOUT = 60.0
-CLOSE_BUDGET = 10.0
-"""Seconds after the drain for closing everything (tasks, episodes, journal, metrics)."""
-EXIT_BOUND = 5.0
+CLOSE_BUDGET = 8.0
+"""Seconds after the drain for closing everything (tasks, episodes, journal, metrics). With
+the drain's 1 s and the exit's bound, a stop takes at most `grace_period` + 13 s: 43 s for
+the default 30 s, within the unit's TimeoutStopSec=45."""
+EXIT_BOUND = 3.0
 """Seconds after ``event=stopped`` before the process exits anyway (a driver stuck on a
 database that never answers must not hold the exit)."""
 
@@ -104,10 +106,8 @@ class Daemon:
         episodes_engine = create_engine(config.database_url)
         episode_writer: blackouts.BlackoutWriter | None = None
         try:
-            url = config.database_url
-            self.migration = self.supervisor.once(
-                "migration", lambda: in_thread(lambda: migrate.upgrade(url), "migration")
-            )
+            self.migration = self.supervisor.once("migration", self._migrate)
+            self.migration.add_done_callback(self._migrated)
             self._sync_inventory(store)
             await self._restore(monitor, episodes_engine)
             episode_writer = blackouts.BlackoutWriter(store, zones)  # onto the journal
@@ -170,18 +170,24 @@ class Daemon:
             log.info("event=stopping grace=%.0fs", grace)
             cancelled = 0
             if scheduler is not None:
-                cancelled = await self._bounded("drain", scheduler.drain(grace), grace + 2.0) or 0
-            deadline = asyncio.get_running_loop().time() + CLOSE_BUDGET
-            await self.supervisor.stop(timeout=1.0)
+                cancelled = await self._bounded("drain", scheduler.drain(grace), grace + 1.0) or 0
+            # One budget for everything after the drain; the store's flush gets what is left.
+            clock = asyncio.get_running_loop().time
+            deadline = clock() + CLOSE_BUDGET
+
+            def share(cap: float) -> float:
+                return max(0.1, min(cap, deadline - clock() - 1.0))  # 1 s kept for the metrics
+
+            await self.supervisor.stop(timeout=share(1.0))
             if episode_writer is not None:
-                await self._bounded("episodes", episode_writer.close(), 3.0)  # a last flush
-            await self._bounded("episodes-engine", episodes_engine.dispose(), 1.0)
+                await self._bounded("episodes", episode_writer.close(), share(2.0))  # a last flush
+            await self._bounded("episodes-engine", episodes_engine.dispose(), share(1.0))
             if prober is not None:
-                await self._bounded("helpers", prober.aclose(), 1.0)
-            left = deadline - asyncio.get_running_loop().time()
-            await self._bounded("store", store.close(timeout=max(left - 2.0, 0.5)), max(left - 1.0, 1.0))
+                await self._bounded("helpers", prober.aclose(), share(1.0))
+            budget = share(CLOSE_BUDGET)  # the flush gives up in time; the rest is the close
+            await self._bounded("store", store.close(timeout=max(budget - 1.0, 0.1)), budget)
             if self.server is not None:
-                await self._bounded("metrics", self.server.close(), 1.0)
+                await self._bounded("metrics", self.server.close(), max(0.1, deadline - clock()))
             self.signals.detach()
             log.info("event=stopped cancelled_runs=%d spooled=%d", cancelled, store.spooled)
         return 1 if store.lost else 0  # measurements lost (named in an error line by the store)
@@ -212,6 +218,15 @@ class Daemon:
         """For the store's writer: no write before the schema is at head."""
         if self.migration is None or not self.migration.done() or self.migration.cancelled():
             raise StoreError("the schema is not migrated yet")
+
+    async def _migrate(self) -> None:
+        url = self.config.database_url
+        await in_thread(lambda: migrate.upgrade(url), "migration")
+
+    def _migrated(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            # The database is back: what waited for it need not wait out its backoff.
+            self.supervisor.poke("inventory", "retention")
 
     async def _after_migration(self) -> None:
         """Return once the schema is at head; raise `StoreError` at once while the database is

@@ -21,7 +21,7 @@ from apscheduler.triggers.base import BaseTrigger
 
 from probe.config import Config
 from probe.daemon.agenda import Agenda, Pair, intervals_of
-from probe.daemon.prober import Prober
+from probe.daemon.prober import Prober, own_result
 from probe.daemon.schedule import Confirmation
 from probe.episodes.pattern import Schedule
 from probe.model import Result
@@ -184,9 +184,10 @@ class Scheduler:
                 log.info("event=run-cancelled vantage=%s target=%s", *pair)
                 return
             self.on_results(results)
-            if not results or (results[0].measurement.vantage, results[0].measurement.target) != pair:
+            own = own_result(pair, results)
+            if own is None:
                 return  # the pair's probe failed on this machine (Prober.run): no verdict to confirm
-            verdict = results[0].analysis.verdict
+            verdict = own.analysis.verdict
             before = self.agenda.states.get(pair, Confirmation())
             now = time.time()
             after = self.agenda.record(pair, verdict, now)

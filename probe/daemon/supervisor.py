@@ -57,6 +57,7 @@ class Supervisor:
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._pokes: dict[str, asyncio.Event] = {}
         self._failures: Counter[str] = Counter()
         self._lock = threading.Lock()  # collect() runs in the metrics server's thread
 
@@ -119,12 +120,23 @@ class Supervisor:
                         reason,
                     )
                     last_reason = reason
-                await asyncio.sleep(delay)
+                poke = self._pokes.setdefault(name, asyncio.Event())
+                poke.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(poke.wait(), delay)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
             if failed:
                 log.info("event=background-task-recovered task=%s failures=%d", name, failed)
             return
+
+    def poke(self, *names: str) -> None:
+        """Retry these tasks now if they are waiting out a backoff (what they waited for, the
+        database, is back)."""
+        for name in names:
+            event = self._pokes.get(name)
+            if event is not None:
+                event.set()
 
     # -- state and metrics -------------------------------------------------------------------------
 

@@ -110,11 +110,17 @@ def _json(value: Any) -> Any:
 
 
 def ooni_record(
-    row: Mapping[str, Any], vantage_labels: Mapping[str, str] | None = None, user_agent: str | None = None
+    row: Mapping[str, Any],
+    vantage_labels: Mapping[str, str] | None = None,
+    user_agent: str | None = None,
+    controls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One `measurements` row as an OONI measurement.
 
     `row` needs uid, started_at, vantage, target, url, runtime_s, observations, analysis.
+    `controls`: what the control targets measured with it found (target, verdict, operation,
+    failure, throughput_bps), exported as ``x_curfew_controls``: OONI's format has no place for
+    them, and curfew's verdict (a vantage cut off, throttling) rests on them.
     Raises `CorruptRow` when its observations or analysis are not a measurement's JSON.
     """
     try:
@@ -123,6 +129,8 @@ def ooni_record(
         if not isinstance(obs, Mapping) or not isinstance(analysis, Mapping):
             raise CorruptRow("observations or analysis is not a JSON object")
         keys = test_keys(obs, analysis, user_agent)
+        if controls is not None:
+            keys["x_curfew_controls"] = controls
     except CorruptRow:
         raise
     except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
@@ -210,24 +218,68 @@ async def records(
     engine = create_engine(url)
     warned: set[str] = set()
     try:
-        async with engine.connect() as conn:
+        async with engine.connect() as conn, engine.connect() as lookups:
             v = tables.vantages
             labels = {r.name: dict(r.labels or {}) for r in await conn.execute(select(v.c.name, v.c.labels))}
-            result = await conn.stream(query.execution_options(yield_per=1000))
-            async for row in result:
-                vantage_labels = labels.get(row.vantage, {})
-                if row.vantage not in warned and network(vantage_labels) is None:
-                    warned.add(row.vantage)
-                    on_warning(
-                        f"vantage {row.vantage} has no valid probe_cc/probe_asn in its config: exported as "
-                        f"{DEFAULT_CC}/{DEFAULT_ASN}, which OONI's pipeline discards"
-                    )
-                try:
-                    yield ooni_record(dict(row._mapping), vantage_labels, user_agent)
-                except CorruptRow as exc:
-                    on_skip(f"measurement {row.uid}: corrupt stored observations ({exc}); skipped")
+            result = await conn.stream(query.execution_options(yield_per=BATCH))
+            async for partition in result.partitions(BATCH):
+                rows = [dict(r._mapping) for r in partition]
+                for row in rows:
+                    row["observations"] = _parsed(row["observations"])
+                outcomes = await _control_outcomes(lookups, rows)
+                for row in rows:
+                    vantage_labels = labels.get(row["vantage"], {})
+                    if row["vantage"] not in warned and network(vantage_labels) is None:
+                        warned.add(row["vantage"])
+                        on_warning(
+                            f"vantage {row['vantage']} has no valid probe_cc/probe_asn in its config: "
+                            f"exported as {DEFAULT_CC}/{DEFAULT_ASN}, which OONI's pipeline discards"
+                        )
+                    try:
+                        yield ooni_record(row, vantage_labels, user_agent, _controls_of(row, outcomes))
+                    except CorruptRow as exc:
+                        on_skip(f"measurement {row['uid']}: corrupt stored observations ({exc}); skipped")
     finally:
         await engine.dispose()
+
+
+BATCH: Final = 1000
+
+
+def _parsed(text: Any) -> Any:
+    """The observations JSON decoded, or the text itself when it is not JSON (ooni_record
+    then names the row as corrupt)."""
+    try:
+        return _json(text)
+    except ValueError:
+        return text
+
+
+def _control_uids(row: Mapping[str, Any]) -> list[str]:
+    obs = row["observations"]
+    extra = obs.get("x_control") if isinstance(obs, Mapping) else None
+    uids = extra.get("controls") if isinstance(extra, Mapping) else None
+    return [str(u) for u in uids] if isinstance(uids, list) else []
+
+
+async def _control_outcomes(conn: Any, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What the control targets named by `rows` (x_control.controls) found, by uid, in one query."""
+    wanted = sorted({uid for row in rows for uid in _control_uids(row)})
+    if not wanted:
+        return {}
+    m = tables.measurements
+    query = select(m.c.uid, m.c.target, m.c.verdict, m.c.operation, m.c.failure, m.c.throughput_bps)
+    found = await conn.execute(query.where(m.c.uid.in_(wanted)))
+    return {r.uid: {k: v for k, v in r._mapping.items() if k != "uid"} for r in found}
+
+
+def _controls_of(
+    row: Mapping[str, Any], outcomes: Mapping[str, dict[str, Any]]
+) -> list[dict[str, Any]] | None:
+    uids = _control_uids(row)
+    if not uids:
+        return None
+    return [outcomes[uid] for uid in uids if uid in outcomes]
 
 
 async def export(url: str, out: TextIO, **filters: Any) -> int:

@@ -17,64 +17,30 @@ import asyncio
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal, get_args
-from urllib.parse import urlsplit
+from typing import Final
 
 import httpx
 
 from probe import __version__
+from probe.helper.answer import REASONS, Attempt, HelperAnswer, HelperEndpoint, Reason
 from probe.helper.protocol import ProtocolError, THRequest, THResponse, dumps, parse_response
 
-Reason = Literal["timeout", "unreachable", "http_status", "too_large", "bad_answer"]
-"""Why an attempt failed: the deadline passed; no connection (refused, reset, TLS, DNS); an
-HTTP status other than 200 (401/403 for a wrong token); an answer over the size cap; an answer
-that is not a THResponse."""
-REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
+__all__ = [
+    "REASONS",
+    "Attempt",
+    "HelperAnswer",
+    "HelperClient",
+    "HelperEndpoint",
+    "Reason",
+    "read_token",
+]
 
 MAX_ANSWER_BYTES: Final = 1 << 20
 """A real answer is a few kB; OONI's own helper caps bodies at 16 MiB, a probe needs far less."""
 DEFAULT_TIMEOUT: Final = 15.0
 """Per helper: OONI's helper gives its own TCP/TLS and HTTP tasks 15 s each."""
 USER_AGENT: Final = f"curfew/{__version__}"
-
-
-@dataclass(frozen=True)
-class HelperEndpoint:
-    """One helper: its URL, an optional file holding a bearer token, and a short name for labels."""
-
-    url: str
-    token_file: Path | None = None
-    name: str = ""
-
-    @property
-    def label(self) -> str:
-        """The name, else the helper's host: a small fixed set, never a full URL."""
-        return self.name or (urlsplit(self.url).hostname or "helper")
-
-
-@dataclass(frozen=True)
-class Attempt:
-    helper: str  # HelperEndpoint.label
-    reason: Reason
-    detail: str  # for the log line; never a metric label
-
-
-@dataclass(frozen=True)
-class HelperAnswer:
-    """The first helper's answer that worked, and the attempts that failed before it."""
-
-    response: THResponse | None
-    helper: str | None = None  # label of the helper that answered
-    attempts: tuple[Attempt, ...] = field(default_factory=tuple)
-
-    @property
-    def reason(self) -> Reason | None:
-        """Why there is no answer: the last attempt's reason (None when there is an answer)."""
-        if self.response is not None or not self.attempts:
-            return None
-        return self.attempts[-1].reason
 
 
 class _Failed(Exception):

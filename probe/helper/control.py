@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -66,6 +67,9 @@ def from_th_failure(failure: str | None) -> str | None:
     return _FROM_TH.get(failure, failure)
 
 
+# Cached: an import reads millions of answers naming the same few thousand endpoints, and the
+# address parse is most of the cost of reading a helper's answer.
+@lru_cache(maxsize=65536)
 def split_endpoint(endpoint: str) -> tuple[str, int] | None:
     """("ip", port) for "ip:port" or "[v6]:port"; None when it is not an IP endpoint.
 

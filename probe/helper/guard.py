@@ -81,6 +81,28 @@ def check_url(url: str, allow_private: bool) -> tuple[str, str] | None:
     return None if is_public(host) else ("private_target", host)
 
 
+def client_key(address: str) -> str:
+    """Whom a rate limit counts: an IPv4 address, or the /64 an IPv6 address is in.
+
+    One IPv6 host usually holds a whole /64 and can pick any address in it, so counting per
+    address would let it step around the limit.
+
+    >>> client_key("198.51.100.7"), client_key("2001:db8:1:2:aaaa::1")
+    ('198.51.100.7', '2001:db8:1:2::/64')
+    >>> client_key("::ffff:198.51.100.7")
+    '198.51.100.7'
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip)
+
+
 def token_matches(authorization: str | None, token: str) -> bool:
     """Whether an Authorization header carries `token` as a bearer token (constant-time compare)."""
     if authorization is None:

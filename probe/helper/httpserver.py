@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -31,6 +32,8 @@ log = logging.getLogger("probe.helper")
 
 MAX_HEAD: Final = 16 * 1024
 READ_SIZE: Final = 64 * 1024
+LINGER_SECONDS: Final = 2.0
+LINGER_BYTES: Final = 1 << 20
 REASONS: Final = {
     200: b"OK",
     400: b"Bad Request",
@@ -102,8 +105,16 @@ class _Refuse(Exception):
 class HttpServer:
     """Serves `handler` on host:port until `close()`; `port` is the bound one."""
 
-    def __init__(self, handler: Handler, limits: Limits, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        limits: Limits,
+        tls: ssl.SSLContext | None = None,
+        client_key: Callable[[str], str] = str,
+    ) -> None:
+        """`client_key` maps a peer address to whom `max_per_client` counts (e.g. an IPv6 /64)."""
         self._handler = handler
+        self._client_key = client_key
         self._limits = limits
         self._tls = tls
         self._server: asyncio.Server | None = None
@@ -142,7 +153,8 @@ class HttpServer:
         peer = writer.get_extra_info("peername")
         client = str(peer[0]) if peer else "?"
         task = asyncio.current_task()
-        mine = self._per_client.get(client, 0)
+        key = self._client_key(client)
+        mine = self._per_client.get(key, 0)
         if (
             len(self._tasks) >= self._limits.max_connections
             or mine >= self._limits.max_per_client
@@ -154,7 +166,7 @@ class HttpServer:
                 writer.close()
             return
         self._tasks.add(task)
-        self._per_client[client] = mine + 1
+        self._per_client[key] = mine + 1
         try:
             await self._serve(reader, writer, client)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
@@ -165,9 +177,9 @@ class HttpServer:
             pass
         finally:
             self._tasks.discard(task)
-            left = self._per_client.pop(client, 1) - 1
+            left = self._per_client.pop(key, 1) - 1
             if left > 0:
-                self._per_client[client] = left
+                self._per_client[key] = left
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
@@ -196,6 +208,7 @@ class HttpServer:
                 refusal = await self._handler.on_head(head)
                 if refusal is not None:
                     await _send(conn, writer, refusal, force_close=True)
+                    await _linger(reader, writer)
                     return
                 length = head.headers.get("content-length")
                 if length is not None and length.isdigit() and int(length) > limits.max_body:
@@ -210,10 +223,10 @@ class HttpServer:
             except h11.RemoteProtocolError as exc:
                 status = exc.error_status_hint if exc.error_status_hint in REASONS else 400
                 reason = "header_too_large" if status == 431 else "bad_http"
-                await self._refuse(conn, writer, client, status, reason)
+                await self._refuse(conn, reader, writer, client, status, reason)
                 return
             except _Refuse as exc:
-                await self._refuse(conn, writer, client, exc.status, exc.reason)
+                await self._refuse(conn, reader, writer, client, exc.status, exc.reason)
                 return
             response = await self._handler.on_request(head, body)
             await _send(conn, writer, response, force_close=response.close)
@@ -222,12 +235,40 @@ class HttpServer:
             conn.start_next_cycle()
 
     async def _refuse(
-        self, conn: h11.Connection, writer: asyncio.StreamWriter, client: str, status: int, reason: str
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        client: str,
+        status: int,
+        reason: str,
     ) -> None:
         self._handler.on_refused(client, status, reason)
         if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             with contextlib.suppress(h11.LocalProtocolError, ConnectionError):
                 await _send(conn, writer, Response(status, f"{reason}\n".encode()), force_close=True)
+                await _linger(reader, writer)
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """After a refusal sent before the request was read: let the client read it.
+
+    Closing a socket with unread input makes the kernel answer with a reset, and a client still
+    sending its body would see "connection reset" instead of the 401 or 413. So: half-close
+    (plain TCP), then read and drop what the client still sends, up to `LINGER_BYTES` or
+    `LINGER_SECONDS`, whichever comes first (a flood gets nothing more than that).
+    """
+    if writer.can_write_eof():
+        with contextlib.suppress(OSError, RuntimeError):
+            writer.write_eof()
+    dropped = 0
+    with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+        async with asyncio.timeout(LINGER_SECONDS):
+            while dropped < LINGER_BYTES:
+                data = await reader.read(READ_SIZE)
+                if not data:
+                    return
+                dropped += len(data)
 
 
 async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, head_limit: int = 0) -> h11.Event:
@@ -240,14 +281,19 @@ async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, head_l
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
+            if head_limit and len(conn.trailing_data[0]) > head_limit:
+                raise _Refuse(431, "header_too_large")  # that much buffered and still no whole head
             data = await reader.read(READ_SIZE)
             received += len(data)
-            if head_limit and received > head_limit:
-                raise _Refuse(431, "header_too_large")
             conn.receive_data(data)
             continue
         assert isinstance(event, h11.Event)
-        if head_limit and isinstance(event, h11.Request) and received > head_limit:
+        # What came with the head but is not part of it (the body) is still in h11's buffer.
+        if (
+            head_limit
+            and isinstance(event, h11.Request)
+            and received - len(conn.trailing_data[0]) > head_limit
+        ):
             raise _Refuse(431, "header_too_large")
         return event
 

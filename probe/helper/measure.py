@@ -7,15 +7,20 @@
    hop's addresses guarded again) up to `max_redirects`, as Go's HTTP client does for oohelperd;
 4. answer with `th_response`: DNS, TCP and TLS of the URL's own host, HTTP of the final hop.
 
+For an http:// URL without a port, the addresses are also handshaken with on 443 (as
+oohelperd's ipinfo.go plans endpoints), so `ip_info` flag 8 can vouch for them.
+
 Differences from oohelperd, on purpose or for now: no cookie jar across redirects; QUIC/HTTP3
 are never measured (`quic_handshake` {} and `http3_request` null, as oohelperd answers when
-QUIC is off); for an http:// URL no extra TLS handshake on port 443 (so `ip_info` flag 8
-comes only from https:// URLs); ASNs are 0.
+QUIC is off); ASNs are 0.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -23,12 +28,14 @@ from typing import Final
 from urllib.parse import urljoin, urlsplit
 
 from probe import failures as F
+from probe.clock import SYSTEM_CLOCK
 from probe.config import ProbeSettings, Target
 from probe.engine import measure
 from probe.helper.control import split_endpoint, th_response
 from probe.helper.guard import check_url
 from probe.helper.protocol import THRequest, THResponse
-from probe.model import HttpObservation, Measurement
+from probe.layers import tcp, tls
+from probe.model import HttpObservation, Measurement, TcpObservation, TlsObservation
 from probe.vantage import VantageNetwork
 
 REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
@@ -84,31 +91,18 @@ def _why_no_http(m: Measurement) -> str:
     return F.HTTP_REQUEST_FAILED
 
 
-async def helper_measurement(
-    request: THRequest,
+async def _follow(
+    first: Measurement,
+    url: str,
     net: VantageNetwork,
-    settings: ProbeSettings,
-    *,
+    first_settings: ProbeSettings,
     allow_address: Callable[[str], bool] | None,
     max_redirects: int,
     deadline: float,
-    monotonic: Callable[[], float] = time.monotonic,
-) -> Measurement:
-    """The helper's measurement of `request`: first hop's DNS/TCP/TLS, final hop's HTTP.
-
-    `deadline` is seconds for the whole, redirects included. Never raises on a network failure.
-    """
-    start = monotonic()
-    ua = user_agent(request, settings.user_agent)
-    first_settings = _within(settings.model_copy(update={"user_agent": ua}), deadline)
-    url = request.http_request
-    first = await measure(
-        Target(name="helper", url=url),
-        net,
-        first_settings,
-        extra_addresses=probe_ips(request),
-        allow_address=allow_address,
-    )
+    start: float,
+    monotonic: Callable[[], float],
+) -> HttpObservation:
+    """The final HTTP observation: `first`'s, or the last redirect hop's (each hop measured anew)."""
     http = first.http if first.http is not None else _failed(url, _why_no_http(first))
     hops = 0
     while http.failure is None and http.status in REDIRECTS:
@@ -132,7 +126,87 @@ async def helper_measurement(
         )
         http = hop.http if hop.http is not None else _failed(url, _why_no_http(hop))
         hops += 1
-    return replace(first, http=http, runtime=monotonic() - start)
+    return http
+
+
+async def helper_measurement(
+    request: THRequest,
+    net: VantageNetwork,
+    settings: ProbeSettings,
+    *,
+    allow_address: Callable[[str], bool] | None,
+    max_redirects: int,
+    deadline: float,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Measurement:
+    """The helper's measurement of `request`: first hop's DNS/TCP/TLS, final hop's HTTP.
+
+    For an http:// URL without a port, the addresses are also handshaken with on 443 (OONI's
+    extension E001), so a valid chain can vouch for them (`ip_info` flag 8); those observations
+    are on port 443 beside the port-80 ones. `deadline` is seconds for the whole, redirects
+    included. Never raises on a network failure.
+    """
+    start = monotonic()
+    ua = user_agent(request, settings.user_agent)
+    first_settings = _within(settings.model_copy(update={"user_agent": ua}), deadline)
+    url = request.http_request
+    first = await measure(
+        Target(name="helper", url=url),
+        net,
+        first_settings,
+        extra_addresses=probe_ips(request),
+        allow_address=allow_address,
+    )
+    parts = urlsplit(url)
+    validation = None
+    if parts.scheme == "http" and parts.port is None and first.tcp:
+        addresses = list(dict.fromkeys(o.address for o in first.tcp))
+        host = parts.hostname or ""
+        validation = asyncio.ensure_future(_handshakes_on_443(host, addresses, net, first_settings))
+    try:
+        http = await _follow(
+            first, url, net, first_settings, allow_address, max_redirects, deadline, start, monotonic
+        )
+        extra_tcp: tuple[TcpObservation, ...] = ()
+        extra_tls: tuple[TlsObservation, ...] = ()
+        if validation is not None:
+            left = max(0.0, deadline - (monotonic() - start))
+            with contextlib.suppress(TimeoutError):
+                extra_tcp, extra_tls = await asyncio.wait_for(asyncio.shield(validation), left)
+    finally:
+        if validation is not None and not validation.done():
+            validation.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await validation
+    return replace(
+        first, http=http, tcp=first.tcp + extra_tcp, tls=first.tls + extra_tls, runtime=monotonic() - start
+    )
+
+
+async def _handshakes_on_443(
+    host: str, addresses: list[str], net: VantageNetwork, settings: ProbeSettings
+) -> tuple[tuple[TcpObservation, ...], tuple[TlsObservation, ...]]:
+    """TCP and a validating TLS handshake (SNI = `host`) on port 443 of each address."""
+    clock = SYSTEM_CLOCK
+    origin = clock.monotonic()
+    timeouts = settings.timeouts
+
+    async def no_retry() -> tuple[socket.socket | None, str | None]:
+        return None, None  # only validity matters here: an invalid chain is not fetched again
+
+    async def one(address: str) -> tuple[TcpObservation, TlsObservation | None]:
+        tcp_obs, sock = await tcp.connect(address, 443, net, timeouts.tcp_connect, clock, origin)
+        if sock is None:
+            return tcp_obs, None
+        tls_obs, stream = await tls.handshake(
+            sock, address, 443, host, net, timeouts.tls_handshake, clock, origin, no_retry
+        )
+        if stream is not None:
+            stream.close()
+        return tcp_obs, tls_obs
+
+    results = await asyncio.gather(*(one(a) for a in addresses))
+    return tuple(t for t, _ in results), tuple(h for _, h in results if h is not None)
 
 
 def _redirect_refusal(url: str, allow_address: Callable[[str], bool] | None) -> str | None:

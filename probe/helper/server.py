@@ -36,7 +36,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from probe.config import Vantage, parse_resolver
 from probe.helper.client import read_token
-from probe.helper.guard import RateLimiter, address_filter, check_url, token_matches
+from probe.helper.guard import RateLimiter, address_filter, check_url, client_key, token_matches
 from probe.helper.httpserver import Head, HttpServer, Limits, Response
 from probe.helper.measure import answer
 from probe.helper.protocol import ProtocolError, dumps, parse_request
@@ -154,7 +154,7 @@ class HelperService:
         self._refused(client, status, reason)
 
     async def on_head(self, head: Head) -> Response | None:
-        allowed, first = self._limiter.allow(head.client, self._monotonic())
+        allowed, first = self._limiter.allow(client_key(head.client), self._monotonic())
         if not allowed:
             r = self._refused(head.client, 429, "rate_limited", log_it=first)
             return Response(r.status, r.body, headers=(("Retry-After", "1"),))
@@ -279,7 +279,7 @@ async def serve_helper(settings: HelperFile) -> RunningHelper:
         if cfg.tls_cert is not None and cfg.tls_key is not None
         else None
     )
-    server = HttpServer(service, limits, tls)
+    server = HttpServer(service, limits, tls, client_key)
     await server.start(*parse_listen(cfg.listen))
     metrics_server = None
     if cfg.metrics_listen is not None:

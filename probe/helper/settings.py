@@ -83,7 +83,7 @@ class HelperSettings(BaseModel):
     body_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
     """Seconds a client has to send a request's body once the head arrived."""
     rate: Annotated[float, Field(ge=0)] = 5.0
-    """Requests per second allowed per client address, on average (0: no limit)."""
+    """Requests per second allowed per client (an IPv4 address or an IPv6 /64), on average (0: no limit)."""
     burst: Annotated[int, Field(ge=1)] = 20
     """Requests a client may send at once before `rate` applies."""
 

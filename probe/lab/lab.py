@@ -243,6 +243,7 @@ class Lab:
         `helpers:` instead, and has no control vantage.
         """
         host, port = self.dns_address
+        helpers = self.scenario.helper_vantages
         vantages = [
             {
                 "name": v.name,
@@ -258,7 +259,7 @@ class Lab:
                 },
             }
             for v in self.scenario.vantages
-            if not v.helper
+            if v not in helpers
         ]
         targets = []
         for target in self.scenario.targets:
@@ -291,13 +292,17 @@ async def serve(
     at: dt.datetime | None = None,
     *,
     ephemeral: bool = False,
+    helper: bool = False,
 ) -> None:
     """Run a scenario until cancelled; print where the curfew config was written.
 
     `at` starts the lab clock at that moment (it then advances in real time); `ephemeral`
-    replaces every port with a free one (no root needed for 443/80 or 53).
+    replaces every port with a free one (no root needed for 443/80 or 53); `helper` serves
+    every control vantage as a test helper.
     """
     scenario = load_scenario(scenario_path)
+    if helper:
+        scenario = scenario.with_helpers()
     if ephemeral:
         scenario = scenario.ephemeral()
     clock = running_from(at) if at is not None else None

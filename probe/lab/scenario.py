@@ -286,6 +286,9 @@ class Scenario(_Model):
     vantages: Annotated[list[VantageSpec], Field(min_length=1)]
     targets: Annotated[list[TargetSpec], Field(min_length=1)]
     rules: list[Rule] = []
+    control_from: Literal["vantage", "helper"] = "vantage"
+    """Where the uncensored view comes from: the control vantages probing themselves, or a
+    test helper on each control vantage's address (as if every one said `helper: true`)."""
 
     @field_validator("timezone")
     @classmethod
@@ -354,10 +357,14 @@ class Scenario(_Model):
             }
         )
 
+    def with_helpers(self) -> Scenario:
+        """A copy with every control vantage served as a test helper (`control_from: helper`)."""
+        return self.model_copy(update={"control_from": "helper"})
+
     @property
     def helper_vantages(self) -> list[VantageSpec]:
-        """The control vantages served as test helpers (`VantageSpec.helper`)."""
-        return [v for v in self.vantages if v.helper]
+        """The control vantages served as test helpers (`helper: true`, or `control_from: helper`)."""
+        return [v for v in self.vantages if v.helper or (v.control and self.control_from == "helper")]
 
 
 def _check_zone(value: str) -> None:

@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 from probe.config import Config, parse_config
 from probe.daemon.agenda import Agenda, intervals_of
-from probe.daemon.prober import Prober
+from probe.daemon.prober import Prober, own_result
 from probe.daemon.watch import DEFAULT_MARGIN
 from probe.engine import measure
 from probe.episodes.monitor import Monitor
@@ -418,7 +418,9 @@ async def _simulate_group(
                     if monitor is not None:
                         for result in results:
                             monitor.observe(result)
-                    agenda.record(pair, results[0].analysis.verdict, due.when)
+                    own = own_result(pair, results)
+                    if own is not None:  # else its probe failed on this machine: no verdict
+                        agenda.record(pair, own.analysis.verdict, due.when)
                 summary.runs += len(pairs)
                 summary.confirmations += due.confirmations
                 summary.watches += due.watch_only

@@ -34,7 +34,8 @@ _ATTRIBUTE_NAMES = {
     "emailAddress": "E",
 }
 
-Reconnect = Callable[[], Awaitable[socket.socket | None]]
+Reconnect = Callable[[], Awaitable[tuple[socket.socket | None, str | None]]]
+"""A fresh connection to the same address, or None and the connect's failure."""
 
 
 async def handshake(
@@ -56,9 +57,12 @@ async def handshake(
     if failure is not None and failure.startswith("ssl_") and failure != failures.SSL_FAILED_HANDSHAKE:
         validation_failure = failure
         remaining = timeout - (clock.monotonic() - start)
-        fresh = await reconnect() if remaining > 0 else None
+        fresh, reconnect_failure = await reconnect() if remaining > 0 else (None, None)
         if fresh is None:
-            stream, failure = None, validation_failure
+            # The chain is what failed; unless this machine could not even reconnect, which
+            # makes the whole observation its own failure, not the network's.
+            local = failures.is_local(reconnect_failure)
+            stream, failure = None, (reconnect_failure if local else validation_failure)
         else:
             stream, failure = await _attempt(fresh, net.permissive, server_name, remaining)
     t = clock.monotonic() - origin

@@ -20,7 +20,8 @@ descriptors, and its probes failed as if censored). So the server defends the da
   `idle_timeout` of the previous response; a head is at most `MAX_HEAD` bytes;
 - a response must make progress every `write_timeout` and be sent within `response_timeout`
   (a client that never reads is dropped); a connection serves at most `max_requests`
-  requests, and pipelined ones are read only as the previous response is sent.
+  requests, and pipelined ones are read only as the previous response is sent;
+- one batch is rendered at a time, whatever the number of connections (`_render`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import resource
 import socket
 import time
 import zlib
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Final
@@ -102,14 +103,24 @@ def free_descriptors() -> int | None:
         return None
     try:
         used = len(os.listdir("/proc/self/fd")) - 1  # the listing's own descriptor
-    except OSError:
-        return None
+    except OSError as exc:
+        # Out of descriptors, the listing itself cannot open one: that answers the question.
+        return 0 if exc.errno in (errno.EMFILE, errno.ENFILE) else None
     return soft - used
 
 
-_CURRENT: ContextVar[tuple[_Connection, float] | None] = ContextVar("metrics_connection", default=None)
-"""The connection a handler task serves and its write timeout, set in its own task (so every
-write path sees them without threading them through each call)."""
+@dataclass(frozen=True)
+class _Serving:
+    """What every write and render path of one connection's task needs (see `_CURRENT`)."""
+
+    conn: _Connection
+    write_timeout: float
+    render_gate: asyncio.Semaphore
+
+
+_CURRENT: ContextVar[_Serving | None] = ContextVar("metrics_connection", default=None)
+"""Set in each connection's own task, so the write and render helpers see its limits without
+threading them through every call."""
 
 
 async def _drain(writer: asyncio.StreamWriter) -> None:
@@ -118,12 +129,26 @@ async def _drain(writer: asyncio.StreamWriter) -> None:
     if current is None:
         await writer.drain()
         return
-    conn, timeout = current
-    conn.stalled_since = time.monotonic()
+    current.conn.stalled_since = time.monotonic()
     try:
-        await asyncio.wait_for(writer.drain(), timeout)
+        await asyncio.wait_for(writer.drain(), current.write_timeout)
     finally:
-        conn.stalled_since = None
+        current.conn.stalled_since = None
+
+
+async def _render(fn: Callable[..., bytes], *args: bytes) -> bytes:
+    """Run `fn` (rendering or compressing a batch) in a worker thread, one connection at a time.
+
+    Pipelined scrapes on many connections would otherwise keep several threads rendering at
+    once, and the probes' event loop would wait for the interpreter behind them (time that
+    shows up in phase durations and timeouts). The gate is held per batch, never while a
+    client is being waited on.
+    """
+    current = _CURRENT.get()
+    if current is None:
+        return await asyncio.to_thread(fn, *args)
+    async with current.render_gate:
+        return await asyncio.to_thread(fn, *args)
 
 
 INDEX: Final = (
@@ -163,6 +188,7 @@ class MetricsServer:
         self._acceptor: asyncio.Task[None] | None = None
         self._connections: dict[asyncio.Task[None], _Connection] = {}
         self._changed = asyncio.Event()
+        self._render_gate = asyncio.Semaphore(1)
         self._refused = 0
         self._logged_at = -LOG_EVERY
         self.host = ""
@@ -298,7 +324,7 @@ class MetricsServer:
 
     async def _handle(self, reader: asyncio.StreamReader, conn: _Connection) -> None:
         writer = conn.writer
-        _CURRENT.set((conn, self.limits.write_timeout))
+        _CURRENT.set(_Serving(conn, self.limits.write_timeout, self._render_gate))
         finished = False
         try:
             await _serve_connection(self._metrics, self.limits, reader, conn)
@@ -450,7 +476,7 @@ async def _stream(
     writer: asyncio.StreamWriter, body: _Body, ctype: str, version: str, keep_alive: bool, head_only: bool
 ) -> None:
     try:
-        first = await asyncio.to_thread(body.read_raw)
+        first = await _render(body.read_raw)
     except Exception:
         log.exception("metrics: rendering /metrics failed")
         await _respond(writer, 500, b"rendering the metrics failed\n", keep_alive=False)
@@ -477,7 +503,7 @@ async def _stream(
     if head_only:
         await _drain(writer)
         return
-    data = await asyncio.to_thread(body.compress, first)
+    data = await _render(body.compress, first)
     try:
         while True:
             if data:
@@ -485,7 +511,7 @@ async def _stream(
                 await _drain(writer)  # back-pressure: never buffer the whole body in the transport
             if body.done:
                 break
-            data = await asyncio.to_thread(body.read)
+            data = await _render(body.read)
     except ConnectionError:
         raise  # the scraper went away
     except Exception:
@@ -541,3 +567,19 @@ async def _respond(
 def _head(status: int, fields: list[tuple[str, str]]) -> bytes:
     head = f"HTTP/1.1 {status} {REASONS[status]}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
     return (head + "\r\n").encode("latin-1")
+
+
+def listen_problem(host: str, port: int) -> OSError | None:
+    """Why `serve_metrics(host, port)` would fail (in use, not an address of this machine,
+    privileged), or None: binds as asyncio's server does (SO_REUSEADDR) and releases at once.
+    For `curfew check` and the start of `curfew run`."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc
+    return None

@@ -33,10 +33,22 @@ def failure(value: Any) -> str | None:
 
     >>> failure("dns_name_error"), failure(None), failure("connection_reset")
     ('dns_nxdomain_error', None, 'connection_reset')
+    >>> failure("ssl_error: error:14090086:SSL routines:certificate verify failed")
+    'ssl_unknown_authority'
+
     """
     if value is None or value == "":
         return None
     text = str(value)
+    if text.startswith("ssl_error"):
+        # measurement-kit (2016-2020 mobile and desktop probes) names every TLS problem
+        # "ssl_error: <OpenSSL's text>": keep what the text says.
+        lowered = text.lower()
+        if "certificate verify failed" in lowered or "unknown ca" in lowered or "self signed" in lowered:
+            return F.SSL_UNKNOWN_AUTHORITY
+        if "hostname" in lowered or "name mismatch" in lowered:
+            return F.SSL_INVALID_HOSTNAME
+        return F.SSL_FAILED_HANDSHAKE
     return _LEGACY_FAILURES.get(text, text)
 
 

@@ -38,13 +38,16 @@ _CHALLENGE_BODY: Final = re.compile(
     r"g-recaptcha|h-captcha|hcaptcha\.com|cf-chl-|challenge-platform|/cdn-cgi/challenge|"
     r"Attention Required! \| Cloudflare|captcha-delivery\.com|ddos-guard|"
     r"Please complete the security check|<title>Just a moment\.\.\.</title>|cf-browser-verification|"
-    r"jschl_vc|_cf_chl_opt",
+    r"jschl_vc|_cf_chl_opt|"
+    # The CDN's own refusal to serve the country (server-side geo-blocking, ts-017's known
+    # limitation): Akamai's reference page, CloudFront's and Cloudflare's access-denied pages.
+    r"errors\.edgesuite\.net|The request could not be satisfied|used Cloudflare to restrict access",
     re.I,
 )
 
 
 def server_side(http: HttpObservation | None) -> str | None:
-    """What marks `http` as the site's own bot check or CAPTCHA, or None.
+    """What marks `http` as the site's own bot check, CAPTCHA or geo-block page, or None.
 
     >>> server_side(HttpObservation("http://x/", None, 0, 0, status=403,
     ...     body_sample='<div class="g-recaptcha"></div>'))
@@ -92,7 +95,10 @@ def control_record(imported: Imported) -> ControlRecord:
 def judge(imported: Imported, fingerprints: Fingerprints | None = None) -> Analysis:
     """The verdict on one imported measurement (pure)."""
     m = imported.measurement
-    controls = (reachability(imported),) if imported.control is not None else ()
+    if imported.curfew_controls is not None:
+        controls = imported.curfew_controls  # curfew's own control targets, exported with it
+    else:
+        controls = (reachability(imported),) if imported.control is not None else ()
     analysis = analyze(m, controls=controls, control_vantage=imported.control, fingerprints=fingerprints)
     if analysis.verdict == "http_blocked" and analysis.fingerprint is None and analysis.failure is None:
         marker = server_side(m.http)
@@ -101,8 +107,8 @@ def judge(imported: Imported, fingerprints: Fingerprints | None = None) -> Analy
                 "ok",
                 None,
                 None,
-                f"the site answered {m.target} with its own bot check ({marker}), not a censor's page: "
-                "the network delivered it",
+                f"the site answered {m.target} with its own bot check or refusal ({marker}), "
+                "not a censor's page: the network delivered it",
                 accessible=True,
                 dns_consistency=analysis.dns_consistency,
                 http_diff=analysis.http_diff,

@@ -34,6 +34,7 @@ from probe.model import (
     HttpObservation,
     Measurement,
     TcpObservation,
+    ThroughputObservation,
     TlsObservation,
 )
 from probe.ooni import fields
@@ -75,6 +76,8 @@ class Imported:
     """The URLs the probe requested, in order (the input first)."""
     chain_failed_hop: int | None
     """Index in `chain` of the hop that failed, if the chain ended in a failure."""
+    curfew_controls: tuple[Measurement, ...] | None = None
+    """The control targets measured with it, when curfew exported it (``x_curfew_controls``)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,35 @@ def derived_uid(ooni: Mapping[str, Any], started_at: datetime, url: str) -> str:
         key = f"rid:{ooni.get('report_id') or ''}|{url}|{ooni.get('measurement_start_time')}"
     ms = int(started_at.timestamp() * 1000) & 0xFFFF_FFFF_FFFF
     return f"{ms:012x}" + hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
+
+
+# What a failed first request to an https URL says about its handshake when the probe recorded
+# none (measurement-kit's probes, before 2020): the handshake is the first thing said on the
+# connection, so a reset, an EOF, silence or a TLS error there is the handshake's.
+_HANDSHAKE_FAILURES: Final = (
+    F.CONNECTION_RESET,
+    F.EOF_ERROR,
+    F.GENERIC_TIMEOUT,
+    F.SSL_FAILED_HANDSHAKE,
+    *VALIDATION_FAILURES,
+)
+
+
+def _handshake_from_request(
+    http: HttpObservation, host: str, tcp: tuple[TcpObservation, ...]
+) -> tuple[tuple[TlsObservation, ...], HttpObservation | None]:
+    connected = [o for o in tcp if o.failure is None]
+    if http.failure not in _HANDSHAKE_FAILURES or not connected:
+        return (), http
+    port = connected[0].port
+    if http.failure in VALIDATION_FAILURES:
+        # It completed with a chain that did not validate (the chain itself was not recorded).
+        obs = TlsObservation(
+            connected[0].address, port, host, http.t0, http.t, valid=False, validation_failure=http.failure
+        )
+    else:
+        obs = TlsObservation(connected[0].address, port, host, http.t0, http.t, failure=http.failure)
+    return (obs,), None
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -316,6 +348,76 @@ def _labels(ooni: Mapping[str, Any], test_keys: Mapping[str, Any], chain: tuple[
     return labels
 
 
+_CONNECTIVITY: Final = ("dns", "tcp_connect", "tls_handshake", "http_request")
+
+
+def _throughput(test_keys: Mapping[str, Any]) -> ThroughputObservation | None:
+    """curfew's bulk download, when curfew exported the measurement (``x_curfew.throughput``)."""
+    extension = _mapping(test_keys.get("x_curfew"))
+    tp = _mapping(extension.get("throughput"))
+    if not tp or not tp.get("url"):
+        return None
+    samples = tuple(
+        (float(s[0]), int(s[1]))
+        for s in tp.get("samples") or ()
+        if isinstance(s, list | tuple) and len(s) == 2
+    )
+    return ThroughputObservation(
+        url=str(tp["url"]),
+        t0=fields.number(tp.get("t0")),
+        t=fields.number(tp.get("t")),
+        failure=fields.failure(tp.get("failure")),
+        bytes=int(tp.get("bytes") or 0),
+        samples=samples,
+        complete=bool(tp.get("complete")),
+    )
+
+
+def _curfew_controls(value: Any, m: Measurement) -> tuple[Measurement, ...] | None:
+    """The control targets curfew measured beside `m` (exported as ``x_curfew_controls``), each
+    as a measurement that failed at the step its verdict names, or succeeded, with its bulk
+    rate: what the analysis needs of a control target."""
+    if not isinstance(value, list):
+        return None
+    out = []
+    for entry in value:
+        if not isinstance(entry, Mapping):
+            continue
+        op, failure = entry.get("operation"), fields.failure(entry.get("failure"))
+        failed = op in _CONNECTIVITY and failure is not None and failure != F.DNS_BOGON
+        url = f"https://{entry.get('target') or 'control'}.invalid/"
+        dns = tcp = http = None
+        if failed and op == "dns":
+            dns = DnsObservation(url, "system", "system", 0.0, 0.0, (), failure)
+        elif failed and op == "tcp_connect":
+            tcp = (TcpObservation("192.0.2.1", 443, 0.0, 0.0, failure),)
+        elif failed:
+            http = HttpObservation(url, None, 0.0, 0.0, failure)
+        else:
+            http = HttpObservation(url, None, 0.0, 0.0, status=200)
+        bps = entry.get("throughput_bps")
+        throughput = None
+        if isinstance(bps, int | float) and bps > 0:
+            throughput = ThroughputObservation(
+                url, 0.0, 1.0, None, int(bps / 8), ((0.0, 0), (1.0, int(bps / 8))), True
+            )
+        out.append(
+            Measurement(
+                vantage=m.vantage,
+                target=str(entry.get("target") or "control"),
+                url=url,
+                started_at=m.started_at,
+                runtime=0.0,
+                dns=dns,
+                tcp=tcp or (),
+                http=http,
+                throughput=throughput,
+                uid="0" * 32,
+            )
+        )
+    return tuple(out)
+
+
 def _test_helper(ooni: Mapping[str, Any]) -> str | None:
     helpers = _mapping(ooni.get("test_helpers"))
     backend = helpers.get("backend")
@@ -363,6 +465,8 @@ def parse(ooni: Mapping[str, Any], naming: Naming | None = None) -> Imported:
     http, chain, failed_hop = _http(
         listed("requests"), url, fields.failure(test_keys.get("http_experiment_failure")), addresses
     )
+    if not tls and urlsplit(url).scheme == "https" and failed_hop == 0 and http is not None:
+        tls, http = _handshake_from_request(http, host, tcp)
     measurement = Measurement(
         vantage=naming.vantage(cc, asn),
         target=target,
@@ -373,6 +477,7 @@ def parse(ooni: Mapping[str, Any], naming: Naming | None = None) -> Imported:
         tcp=tcp,
         tls=tls,
         http=http,
+        throughput=_throughput(test_keys),
         labels=_labels(ooni, test_keys, chain),
         uid=derived_uid(ooni, started_at, url),
     )
@@ -405,4 +510,5 @@ def parse(ooni: Mapping[str, Any], naming: Naming | None = None) -> Imported:
         ooni_accessible=accessible if isinstance(accessible, bool) else None,
         chain=chain,
         chain_failed_hop=failed_hop,
+        curfew_controls=_curfew_controls(test_keys.get("x_curfew_controls"), measurement),
     )

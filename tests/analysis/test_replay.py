@@ -11,7 +11,7 @@ import pytest
 from probe.analysis.replay import measurement_from_dict, rejudge
 from probe.analysis.verdict import analyze
 from probe.control import endpoints, from_helper, from_vantage, no_control
-from probe.helper.client import Attempt, HelperAnswer
+from probe.helper.answer import Attempt, HelperAnswer
 from probe.helper.control import th_response
 from probe.helper.protocol import FLAG_RESOLVED_BY_PROBE, FLAG_VALID_FOR_DOMAIN, THIpInfo
 from probe.model import Measurement, Result

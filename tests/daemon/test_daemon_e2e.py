@@ -28,6 +28,10 @@ BLACKOUT = {
 
 
 SILENCE = dict(BLACKOUT, action="tls_silence")
+WAIT = 60.0
+"""Seconds to wait for what takes a few: a bound for a failing run only (a wait ends as soon as
+it is met), generous so that a loaded 2-core machine does not fail what works."""
+INTERVAL = 4.0  # harness.daemon_config's base interval; confirm_interval is 1 s
 
 
 @pytest.fixture
@@ -78,16 +82,16 @@ async def test_a_blackout_switched_on_and_off_mid_run(lab: Lab, daemon: Daemon, 
     async def seen(verdict: str) -> bool:
         return any(v == verdict for v, _ in await verdicts(database_url, CENSORED, "site"))
 
-    await daemon.wait_for(lambda: seen("ok"), 20, "an ok measurement")
+    await daemon.wait_for(lambda: seen("ok"), WAIT, "an ok measurement")
     lab.set_time(DURING)
     switched_on = dt.datetime.now(dt.UTC)
-    await daemon.wait_for(lambda: seen("tls_blocked"), 20, "the blackout")
+    await daemon.wait_for(lambda: seen("tls_blocked"), WAIT, "the blackout")
 
     async def confirmed_blocked() -> bool:
         rows = [v for v, at in await verdicts(database_url, CENSORED, "site") if at >= switched_on]
         return rows.count("tls_blocked") >= 2
 
-    await daemon.wait_for(confirmed_blocked, 20, "a confirmed blackout")
+    await daemon.wait_for(confirmed_blocked, WAIT, "a confirmed blackout")
     samples = await daemon.scrape()
     assert metric(samples, "curfew_probe_success", vantage=CENSORED, target="site") == 0
     assert (
@@ -111,7 +115,7 @@ async def test_a_blackout_switched_on_and_off_mid_run(lab: Lab, daemon: Daemon, 
         samples = await daemon.scrape()
         return metric(samples, "curfew_blackout_active", vantage=CENSORED, target="site") == 1
 
-    await daemon.wait_for(episode_open, 10, "the blackout episode to open")
+    await daemon.wait_for(episode_open, WAIT, "the blackout episode to open")
 
     lab.set_time(AFTER)
     switched_off = dt.datetime.now(dt.UTC)
@@ -120,7 +124,7 @@ async def test_a_blackout_switched_on_and_off_mid_run(lab: Lab, daemon: Daemon, 
         rows = [v for v, at in await verdicts(database_url, CENSORED, "site") if at >= switched_off]
         return rows.count("ok") >= 2
 
-    await daemon.wait_for(back_ok, 20, "the end of the blackout")
+    await daemon.wait_for(back_ok, WAIT, "the end of the blackout")
     samples = await daemon.scrape()
     assert metric(samples, "curfew_blackout_active", vantage=CENSORED, target="site") == 0
     assert (
@@ -134,18 +138,26 @@ async def test_a_blackout_switched_on_and_off_mid_run(lab: Lab, daemon: Daemon, 
     verdict, failure, started, ended = episodes[0]
     assert (verdict, failure) == ("tls_blocked", "connection_reset")
     assert ended is not None
-    # The onset lies between the last ok and the first blocked probe: within a re-probe or two.
-    assert abs((as_utc(started) - switched_on).total_seconds()) < 6
+    # The onset lies between the last ok probe (which started before the switch) and the first
+    # blocked one (which reached the lab after it, having started at most its DNS and TCP steps
+    # earlier): a bracket that holds however late the probes ran.
+    (after, before), *_ = await query(
+        database_url, "SELECT onset_after, onset_before FROM blackouts WHERE target = 'site'"
+    )
+    assert as_utc(after) <= switched_on
+    assert as_utc(before) >= switched_on - dt.timedelta(seconds=2)
+    assert as_utc(after) <= as_utc(started) <= as_utc(before)
 
     # Adaptive re-probing: after each change the next probe came at confirm_interval (1 s),
-    # not at the base interval (4 s).
+    # before the base interval (4 s) would have brought it; the 3 s between them is the margin
+    # for a loaded machine's lag.
     rows = await verdicts(database_url, CENSORED, "site")
     changes = [i for i in range(1, len(rows)) if rows[i][0] != rows[i - 1][0]]
     assert len(changes) >= 2
     for i in changes:
         if i + 1 < len(rows):
             gap = (rows[i + 1][1] - rows[i][1]).total_seconds()
-            assert gap < 2.5, (rows[i], rows[i + 1])
+            assert gap < INTERVAL, (rows[i], rows[i + 1])
 
 
 @pytest.mark.parametrize("lab", [SILENCE], indirect=True)
@@ -158,7 +170,7 @@ async def test_sigterm_with_probes_in_flight_keeps_every_completed_measurement(
     lab.set_time(DURING)
     await daemon.start()
     silenced = f"vantage={CENSORED} target=site verdict=tls_blocked"
-    await daemon.wait_for(lambda: any(silenced in line for line in daemon.lines), 20, "a silenced probe")
+    await daemon.wait_for(lambda: any(silenced in line for line in daemon.lines), WAIT, "a silenced probe")
     # The next run of the pair starts within its 1 s interval and then hangs for 3 s: in flight.
     await asyncio.sleep(1.5)
     assert await daemon.stop(signal.SIGTERM) == 0
@@ -179,7 +191,7 @@ async def test_sighup_swaps_a_good_config_and_keeps_the_old_one_on_a_bad_one(
     config["targets"] = [t for t in config["targets"] if t["name"] != "site"]
     daemon.write(config)
     daemon.send(signal.SIGHUP)
-    await daemon.wait_for(lambda: any("event=reloaded" in line for line in daemon.lines), 10, "reload")
+    await daemon.wait_for(lambda: any("event=reloaded" in line for line in daemon.lines), WAIT, "reload")
 
     async def site_gone() -> bool:
         samples = await daemon.scrape()
@@ -187,15 +199,15 @@ async def test_sighup_swaps_a_good_config_and_keeps_the_old_one_on_a_bad_one(
             metric(samples, "curfew_probe_runs_total", vantage=CENSORED, target="site", verdict="ok") is None
         )
 
-    await daemon.wait_for(site_gone, 10, "the removed pair's series to vanish")
+    await daemon.wait_for(site_gone, WAIT, "the removed pair's series to vanish")
     daemon.config_path.write_text("vantages: [\n")
     daemon.send(signal.SIGHUP)
     await daemon.wait_for(
-        lambda: any("event=reload-rejected" in line for line in daemon.lines), 10, "rejection"
+        lambda: any("event=reload-rejected" in line for line in daemon.lines), WAIT, "rejection"
     )
     # Still alive and probing with the old config.
     before = len(daemon.measurement_lines())
-    await daemon.wait_for(lambda: len(daemon.measurement_lines()) > before, 15, "probing to go on")
+    await daemon.wait_for(lambda: len(daemon.measurement_lines()) > before, WAIT, "probing to go on")
     assert await daemon.stop() == 0
     rows = await query(database_url, "SELECT name, active FROM targets ORDER BY name")
     assert [(name, bool(active)) for name, active in rows] == [("site", False), ("wiki", True)]
@@ -205,13 +217,13 @@ async def test_kill_9_then_restart_resumes_with_a_consistent_database(
     lab: Lab, daemon: Daemon, database_url: str, tmp_path: Path
 ) -> None:
     await daemon.start()
-    await daemon.wait_for(lambda: len(daemon.measurement_lines()) >= 3, 20, "some measurements")
+    await daemon.wait_for(lambda: len(daemon.measurement_lines()) >= 3, WAIT, "some measurements")
     await daemon.kill()
     logged = len(daemon.measurement_lines())
     second = Daemon(daemon.config_path, daemon.config)
     try:
         await second.start()
-        await second.wait_for(lambda: len(second.measurement_lines()) >= 2, 20, "probing to resume")
+        await second.wait_for(lambda: len(second.measurement_lines()) >= 2, WAIT, "probing to resume")
         assert await second.stop() == 0
     finally:
         await second.kill()
@@ -238,7 +250,7 @@ async def test_database_down_for_a_while_and_back_loses_nothing_and_keeps_order(
         served = database_url
     daemon.write(daemon_config(lab, tmp_path, served, interval=1))
     await daemon.start()
-    await daemon.wait_for(lambda: len(daemon.measurement_lines()) >= 4, 20, "some measurements")
+    await daemon.wait_for(lambda: len(daemon.measurement_lines()) >= 4, WAIT, "some measurements")
 
     # The outage: PostgreSQL unreachable, or SQLite locked by someone else's long transaction.
     if relay is not None:
@@ -252,14 +264,14 @@ async def test_database_down_for_a_while_and_back_loses_nothing_and_keeps_order(
     async def spooling() -> bool:
         return (metric(await daemon.scrape(), "curfew_spooled_measurements") or 0) > 0
 
-    await daemon.wait_for(spooling, 30, "measurements to pile up in the spool")
+    await daemon.wait_for(spooling, WAIT, "measurements to pile up in the spool")
     during = len(daemon.measurement_lines())
-    await daemon.wait_for(lambda: len(daemon.measurement_lines()) >= during + 3, 20, "probing to go on")
+    await daemon.wait_for(lambda: len(daemon.measurement_lines()) >= during + 3, WAIT, "probing to go on")
 
     async def write_failed() -> bool:
         return (metric(await daemon.scrape(), "curfew_store_write_errors_total") or 0) >= 1
 
-    await daemon.wait_for(write_failed, 30, "a failed write to be counted")
+    await daemon.wait_for(write_failed, WAIT, "a failed write to be counted")
 
     if relay is not None:
         await relay.restore()
@@ -271,7 +283,7 @@ async def test_database_down_for_a_while_and_back_loses_nothing_and_keeps_order(
     async def drained() -> bool:
         return metric(await daemon.scrape(), "curfew_spooled_measurements") == 0
 
-    await daemon.wait_for(drained, 30, "the spool to drain")
+    await daemon.wait_for(drained, WAIT, "the spool to drain")
     assert await daemon.stop() == 0
     if relay is not None:
         await relay.cut()

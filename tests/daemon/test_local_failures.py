@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from probe.daemon.prober import Prober
+from probe.daemon.prober import Prober, own_result
 from probe.daemon.scheduler import Scheduler
 from probe.model import DnsObservation, Measurement, Result
 from tests.daemon.test_prober_scheduler import FakeNetwork, config
@@ -103,3 +103,15 @@ async def test_the_scheduler_neither_stores_nor_confirms_a_local_failure(
     assert scheduler.states == {}  # no verdict was seen, so none is being confirmed
     assert set(counted) == {"emfile"}
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []  # no traceback
+
+
+async def test_own_result_is_the_pairs_own_or_none() -> None:
+    net = ShortOfDescriptors()
+    prober = Prober(config(), measure_fn=net)
+    measured = await prober.run("kz", "fb")
+    assert own_result(("kz", "fb"), measured) is measured[0]
+    net.local.add(("kz", "fb"))
+    prober = Prober(config(), measure_fn=net)
+    controls_only = await prober.run("kz", "fb")
+    assert controls_only and own_result(("kz", "fb"), controls_only) is None
+    assert own_result(("kz", "fb"), []) is None

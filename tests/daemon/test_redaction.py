@@ -44,7 +44,8 @@ def forms(password: str) -> list[str]:
     ]
 
 
-SECRETS = forms(DB_PASSWORD) + forms(PROXY_PASSWORD)
+HELPER_TOKEN = "Hx4tokenVv9w"
+SECRETS = [*forms(DB_PASSWORD), *forms(PROXY_PASSWORD), HELPER_TOKEN]
 
 
 def assert_clean(where: str, text: str) -> None:
@@ -53,7 +54,11 @@ def assert_clean(where: str, text: str) -> None:
 
 
 def config(tmp_path: Path) -> dict[str, Any]:
+    token = tmp_path / "helper.token"
+    token.write_text(HELPER_TOKEN + "\n")
     return {
+        # A test helper on a refused port, with a bearer token from a file.
+        "helpers": [{"url": f"http://127.0.0.1:{free_port()}/", "token_file": str(token)}],
         "interval": 2,
         "confirm_interval": 1,
         "grace_period": 2,

@@ -168,3 +168,18 @@ async def test_in_thread_returns_raises_and_never_blocks_the_exit() -> None:
     assert thread.daemon  # the interpreter's exit does not wait for it
     stuck.set()
     thread.join(5)
+
+
+async def test_a_poke_cuts_the_backoff_short() -> None:
+    supervisor = Supervisor(initial_backoff=30, max_backoff=30)
+    body = Flaky(failures=1)
+    supervisor.once("inventory", body)
+    for _ in range(100):
+        if body.calls:
+            break
+        await asyncio.sleep(0.01)
+    assert body.calls == 1  # failed; the next attempt is 30 s away
+    supervisor.poke("inventory", "not-a-task")
+    await asyncio.wait_for(body.succeeded.wait(), 5)
+    assert body.calls == 2
+    await supervisor.stop(timeout=1)

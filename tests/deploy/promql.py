@@ -38,6 +38,8 @@ BLACKOUT_METRICS = frozenset(
     }
 )
 """The episode and pattern metrics (issue 4), exported once the blackout collector is wired."""
+DAEMON_METRICS = frozenset({"curfew_background_task_failures_total"})
+"""The daemon's own (probe.daemon.supervisor), beside the families in probe.metrics."""
 
 _SUFFIXES = {
     "counter": ("_total",),
@@ -48,14 +50,15 @@ _SUFFIXES = {
 
 
 def exported_metrics() -> frozenset[str]:
-    """Every sample name of the families in probe.metrics.families, plus BLACKOUT_METRICS."""
+    """Every sample name of the families in probe.metrics.families, plus BLACKOUT_METRICS and
+    DAEMON_METRICS."""
     names = {
         fam.name + suffix
         for fam in vars(families).values()
         if isinstance(fam, families.Family)
         for suffix in _SUFFIXES[fam.kind]
     }
-    return frozenset(names | BLACKOUT_METRICS)
+    return frozenset(names | BLACKOUT_METRICS | DAEMON_METRICS)
 
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')

@@ -6,9 +6,10 @@ vantage cut off by a blackhole, a control vantage), `curfew run` as a subprocess
 intervals shortened to 1 s). Then each panel target, annotation and variable of
 deploy/grafana/curfew-dashboard.json goes through the HTTP API and must return data.
 
-Panels over the blackout metrics (issue 4) skip, naming the metric, while the daemon does not
-declare it (blackout collector not wired) or has no sample of it: a recurring schedule needs days
-of history, so those panels are checked strictly in test_dashboard_replay.py instead.
+The daemon exports the blackout metrics, and the fixture waits for the lab's block and cut-off
+to be confirmed as episodes, so every panel over them must return data here. The one exception:
+panels over the inferred recurring schedules (`RECURRING`) skip, naming the metric, since a
+schedule needs days of history; test_dashboard_replay.py checks them on 14 simulated days.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from tests.integration.conftest import CENSORED, CONTROL_VANTAGE, scenario
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (Debian: prometheus)")
 
 CUT_OFF = "cutoff"
+RECURRING = frozenset({"curfew_recurring_blackout_info", "curfew_recurring_vantage_shutdown_info"})
 DASHBOARD = load_dashboard()
 QUERIES = [*panel_queries(DASHBOARD), *annotation_queries(DASHBOARD)]
 
@@ -121,12 +123,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "curfew_probe_throughput_bytes_per_second",
             ):
                 prom.wait_for_data(expr, 60)
-            stack = Stack(daemon, prom)
-            if "curfew_blackout_active" in stack.scrape()[1]:
-                # The blackout collector is wired: wait for both episodes to be confirmed.
-                prom.wait_for_data(f'curfew_blackout_active{{vantage="{CENSORED}",target="site"}} == 1', 60)
-                prom.wait_for_data(f'curfew_vantage_shutdown_active{{vantage="{CUT_OFF}"}} == 1', 60)
-            yield stack
+            # Both episodes confirmed: the block at the censored vantage, the cut-off vantage.
+            prom.wait_for_data(f'curfew_blackout_active{{vantage="{CENSORED}",target="site"}} == 1', 60)
+            prom.wait_for_data(f'curfew_vantage_shutdown_active{{vantage="{CUT_OFF}"}} == 1', 60)
+            yield Stack(daemon, prom)
     finally:
         if daemon is not None:
             with contextlib.suppress(Exception):
@@ -139,12 +139,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.mark.parametrize("query", QUERIES, ids=[q.where for q in QUERIES])
 def test_dashboard_query_returns_data(stack: Stack, query: Query) -> None:
     absent, empty = stack.missing(query)
-    if absent:
-        pytest.skip(
-            f"{query.where} reads {', '.join(sorted(absent))}, which the daemon does not export yet "
-            "(the blackout collector is not wired into curfew run)"
-        )
-    if empty:
+    assert not absent, f"{query.where} reads {', '.join(sorted(absent))}, which the daemon does not export"
+    if empty and empty <= RECURRING:
         # A recurring schedule needs days of history, which a live run of seconds does not have.
         pytest.skip(
             f"{query.where} reads {', '.join(sorted(empty))}: exported, but no sample after seconds "
@@ -181,9 +177,6 @@ def test_recording_rules_see_the_lab(stack: Stack) -> None:
 
 
 def test_the_lab_blackout_and_shutdown_raise_alerts(stack: Stack) -> None:
-    if "curfew_blackout_active" not in stack.scrape()[1]:
-        pytest.skip("curfew_blackout_active: the daemon does not export the blackout metrics yet")
-
     def alerts() -> set[tuple[str, str]]:
         body = stack.prom.api.get("/api/v1/alerts").json()["data"]["alerts"]
         return {

@@ -297,6 +297,15 @@ def test_the_builder_stage_builds_installs_and_runs_curfew_from_its_copies_alone
     )
     assert migrated.returncode == 0, migrated.stderr
     assert "at the latest schema" in migrated.stdout
+    # `docker run IMAGE helper ...` runs the same entry point with another subcommand.
+    helper = subprocess.run(
+        [str(venv / "bin" / "curfew"), "helper", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert helper.returncode == 0 and "--listen" in helper.stdout, helper.stderr
 
 
 def test_the_image_can_run_the_helper_too() -> None:

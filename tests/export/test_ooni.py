@@ -351,3 +351,73 @@ def test_the_command_writes_json_lines(db: tuple[str, list[Any]], capsys: pytest
         stored[0].measurement.uid, stored[1].measurement.uid, stored[5].measurement.uid,
     ]  # fmt: skip
     assert "3 measurements exported" in err
+
+
+async def _store_judged(db: str, tmp: Path) -> dict[str, str]:
+    """Throttling and a vantage cut off, judged as the daemon judges them (with control targets
+    and a control vantage) and stored with the control record; returns target -> verdict."""
+    from probe.analysis.verdict import analyze
+    from probe.control import from_vantage, no_control
+    from probe.model import Result
+    from tests.analysis.builders import at_control_vantage, control, throughput
+    from tests.analysis.builders import measurement as built
+
+    cases = {
+        "throttled": (
+            built("facebook", throughput_obs=throughput(150_000)),
+            [control(throughput_obs=throughput(20_000_000))],
+        ),
+        "vantage_down": (
+            built("youtube", dns_failure="generic_timeout_error"),
+            [control(dns_failure="generic_timeout_error")],
+        ),
+    }
+    store = await Store.open(db, tmp / "spool-judged")
+    verdicts = {}
+    try:
+        for expected, (m, controls) in cases.items():
+            reference = at_control_vantage(m.target)
+            a = analyze(m, controls=controls, control_vantage=reference)
+            assert a.verdict == expected
+            verdicts[m.target] = a.verdict
+            for c in controls:
+                store.submit(Result(c, analyze(c, controls=[m]), no_control([m])))
+            store.submit(Result(m, a, from_vantage(reference, m, controls)))
+    finally:
+        await store.close()
+    return verdicts
+
+
+def test_round_trip_of_verdicts_that_rest_on_control_targets(tmp_path: Path) -> None:
+    """OONI's format has no control targets: they travel as x_curfew_controls, so throttling and
+    a vantage cut off come back as themselves."""
+    db = f"sqlite:///{tmp_path / 'judged.db'}"
+    verdicts = asyncio.run(_store_judged(db, tmp_path))
+    records = exported(db)
+    keys = {r["annotations"]["x_curfew_target"]: r["test_keys"] for r in records}
+    assert keys["facebook"]["blocking"] is False and keys["facebook"]["accessible"] is True  # throttled
+    assert keys["youtube"]["blocking"] is None and keys["youtube"]["accessible"] is None  # vantage down
+    assert keys["facebook"]["x_curfew_controls"][0]["throughput_bps"] > 10_000_000
+    facebook = next(r for r in records if r["annotations"]["x_curfew_target"] == "facebook")
+    assert facebook["test_helpers"] == {
+        "x_curfew_control_vantage": {"address": "control-de", "type": "x_curfew"}
+    }
+    again = f"sqlite:///{tmp_path / 'again.db'}"
+    _import(again, [r for r in records if r["annotations"]["x_curfew_target"] in verdicts], tmp_path)
+    with sqlite3.connect(again.removeprefix("sqlite:///")) as conn:
+        got = dict(conn.execute("SELECT target, verdict FROM measurements").fetchall())
+    assert got == {"www.facebook.com": "throttled", "www.youtube.example": "vantage_down"}
+
+
+def test_the_shipped_kazakhstan_scenario_carries_its_networks() -> None:
+    from importlib import resources
+
+    from probe.config import Vantage
+    from probe.export.ooni import network
+    from probe.lab.scenario import load_scenario
+
+    path = resources.files("probe").joinpath("lab/scenarios/kazakhstan-2019.yaml")
+    for v in load_scenario(str(path)).vantages:
+        checked = Vantage(name=v.name, probe_cc=v.probe_cc, probe_asn=v.probe_asn)  # the config's validation
+        assert network({"probe_cc": checked.probe_cc or "", "probe_asn": checked.probe_asn or ""}) is not None
+        assert v.probe_network_name

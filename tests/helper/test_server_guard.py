@@ -4,6 +4,7 @@ hostile clients (slowloris, garbage, floods) do not stall it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -104,6 +105,31 @@ async def test_an_oversize_chunked_body_is_413_as_it_arrives() -> None:
             except httpx.HTTPError:
                 pass  # the helper may close before the client finished sending: also a refusal
         assert count(running, "request_too_large") == 1
+
+
+async def test_a_body_sent_with_the_head_is_not_counted_as_head() -> None:
+    async with helper() as running, raw(running) as (reader, writer):
+        body = b"[" + b" " * 40_000 + b"]"  # 40 kB in the same segments as the head
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert answer.startswith(b"HTTP/1.1 400 ")  # judged as a (wrong) request, not a 431
+
+
+async def test_a_refusal_before_the_body_reaches_a_client_still_sending_it(tmp_path: Path) -> None:
+    # Closing with unread input makes the kernel send a reset; the helper drains first.
+    token = tmp_path / "token"
+    token.write_text("t")
+    async with helper(token_file=str(token), max_request_bytes=1 << 20) as running:
+        for _ in range(5):
+            async with raw(running) as (reader, writer):
+                body = b"x" * 500_000
+                writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+                writer.write(body)
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+                answer = await asyncio.wait_for(reader.read(), 5)
+                assert answer.startswith(b"HTTP/1.1 401 ")
 
 
 async def test_too_many_addresses_is_413(caplog: pytest.LogCaptureFixture) -> None:
@@ -321,3 +347,25 @@ async def test_the_metrics_endpoint_counts_outcomes() -> None:
     assert 'curfew_helper_requests_total{outcome="ok"} 0.0' in text
     assert "curfew_helper_request_duration_seconds_bucket" in text
     assert "curfew_helper_requests_in_flight 0.0" in text
+
+
+def test_an_ipv6_client_is_its_64_for_the_limits() -> None:
+    from probe.helper.guard import RateLimiter, client_key
+
+    limiter = RateLimiter(rate=1.0, burst=1)
+    first = client_key("2001:db8:1:2::1")
+    assert limiter.allow(first, 0.0) == (True, False)
+    # Another address in the same /64 shares the bucket; one in another /64 does not.
+    assert limiter.allow(client_key("2001:db8:1:2:ffff::9"), 0.1) == (False, True)
+    assert limiter.allow(client_key("2001:db8:1:3::1"), 0.1) == (True, False)
+
+
+def test_the_rate_limiter_refills_and_keeps_a_bounded_table() -> None:
+    from probe.helper.guard import RateLimiter
+
+    limiter = RateLimiter(rate=2.0, burst=2, max_clients=100)
+    assert [limiter.allow("a", 0.0)[0] for _ in range(3)] == [True, True, False]
+    assert limiter.allow("a", 0.5) == (True, False)  # half a second at 2/s: one token back
+    for i in range(1000):
+        limiter.allow(f"client-{i}", 1.0 + i)
+    assert len(limiter) <= 100

@@ -135,3 +135,33 @@ async def test_the_site_ok_everywhere_is_ok(tmp_path: Path) -> None:
         m, wiki = await at_censored(lab), await at_censored(lab, "wiki")
         answer = await ask(running, request_for(m))
     assert verdict(m, answer, wiki) == ("ok", None)
+
+
+MAPS = ("tcp_connect", "tls_handshake", "quic_handshake", "ip_info", "headers")
+"""Objects keyed by data (endpoints, IPs, header names), not by field names."""
+
+
+def shape(value: object, key: str = "") -> object:
+    """The JSON's skeleton: field names and value types, each map reduced to one entry."""
+    if isinstance(value, dict):
+        if key in MAPS:
+            return {"*": shape(next(iter(value.values()))) if value else None}
+        return {k: shape(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return type(value).__name__ if value is not None else "null"
+
+
+async def test_the_helpers_answer_has_exactly_oohelperds_shape(tmp_path: Path) -> None:
+    import json
+
+    golden = json.loads((Path(__file__).parent / "golden" / "response_oohelperd.json").read_text())
+    async with lab_and_helper(tmp_path, []) as (lab, running):
+        port = lab.target_port("site")
+        resp = await post(
+            running, dumps(THRequest(f"https://www.site.lab:{port}/", {}, (f"127.0.3.1:{port}",)))
+        )
+    ours = json.loads(resp.content)
+    assert list(ours) == list(golden)  # the same fields, in Go's declaration order
+    assert shape(ours) == shape(golden)
+    assert resp.content == dumps(parse_response(resp.content))  # and byte for byte what Go would write

@@ -78,7 +78,7 @@ async def test_a_dead_helper_leaves_the_control_missing_and_is_counted() -> None
     obs = stored(result_row(fb))
     assert obs["control"] is None
     assert obs["control_failure"] == "unknown_failure: helper unreachable"
-    assert obs["x_control"]["source"] == "helper:127.0.0.1"
+    assert obs["x_control"]["source"].startswith("helper:http://127.0.0.1:")
     sample = metrics.registry.get_sample_value
     assert sample("curfew_control_failures_total", {"helper": "127.0.0.1", "reason": "unreachable"}) == 1
     assert sample("curfew_control_failures_total", {"helper": "127.0.0.1", "reason": "timeout"}) == 0

@@ -94,7 +94,9 @@ def at_censored(results: dict[tuple[str, str], Result], target: str) -> Result:
     result = results[(CENSORED, target)]
     control = orjson.loads(result_row(result)["observations"])
     # The verdict was judged against the helper's answer, and the answer is kept with it.
-    assert control["x_control"]["source"] == f"helper:{HELPER_AT}", control["control_failure"]
+    assert control["x_control"]["source"].startswith(f"helper:http://{HELPER_AT}:"), control[
+        "control_failure"
+    ]
     assert control["control"] is not None and control["control_failure"] is None
     return result
 

@@ -18,6 +18,9 @@ from probe.vantage import vantage_network
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 TOTAL = 3.0
+SLACK = 5.0
+"""Seconds past the probe's deadline that a loaded machine may take to wind it down. Still far
+below what the hostile servers hold out for (50-60 s, or forever): a deadline not kept fails."""
 ADDRESS = "127.0.4.1"
 
 
@@ -113,7 +116,7 @@ async def test_hostile_http_server(tmp_path: Path, handler: Handler, failure: st
         start = time.monotonic()
         m = await probe(f"http://{ADDRESS}:{port}/", tmp_path)
         elapsed = time.monotonic() - start
-    assert elapsed < TOTAL + 0.5
+    assert elapsed < TOTAL + SLACK
     assert m.http is not None
     if handler is trickle_forever:
         assert m.http.failure == "generic_timeout_error"
@@ -126,7 +129,7 @@ async def test_tls_server_that_never_finishes_the_handshake(tmp_path: Path) -> N
     async with server(never_answer) as port:
         start = time.monotonic()
         m = await probe(f"https://{ADDRESS}:{port}/", tmp_path)
-    assert time.monotonic() - start < TOTAL + 0.5
+    assert time.monotonic() - start < TOTAL + SLACK
     assert m.tls[0].failure == "generic_timeout_error"
 
 

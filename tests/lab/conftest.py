@@ -125,7 +125,7 @@ async def connect(
     context: ssl.SSLContext | None = None,
     tls: bool = True,
     address: str | None = None,
-    timeout: float = 3.0,
+    timeout: float = 10.0,  # for a connection that should work; blocked ones pass their own
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     spec = lab.scenario.target(target)
     use_tls = tls and spec.scheme == "https"
@@ -142,7 +142,7 @@ async def connect(
 
 
 async def get(
-    lab: Lab, target: str, source: str, path: str = "/", *, timeout: float = 5.0, **options: Any
+    lab: Lab, target: str, source: str, path: str = "/", *, timeout: float = 15.0, **options: Any
 ) -> bytes:
     """GET `path` from the target through the censor front; the raw response bytes."""
     reader, writer = await connect(lab, target, source, **options)

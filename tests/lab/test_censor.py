@@ -88,14 +88,16 @@ async def test_throttle_polices_the_download_to_the_rate(lab: Lab) -> None:
     while (elapsed := time.monotonic() - start) < 2.0:
         received += len(await reader.read(65536))
     writer.close()
-    assert 150_000 * 0.7 < received * 8 / elapsed < 150_000 * 1.3
+    # Policed to about the rate: within half of it either way, which a loaded machine's late
+    # reads do not break, while an unpoliced loopback download runs hundreds of times faster.
+    assert 150_000 * 0.5 < received * 8 / elapsed < 150_000 * 1.5
 
 
 async def test_throttle_spares_the_control_vantage(lab: Lab) -> None:
     started = time.monotonic()
     response = await get(lab, "slow", CONTROL, "/bulk")
     assert len(response.partition(b"\r\n\r\n")[2]) == 4 * 1024 * 1024
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # policed to 150 kbit/s it would take 220 s
 
 
 async def test_tcp_drop_times_out_the_connect_in_the_kernel(lab: Lab) -> None:
@@ -117,10 +119,10 @@ def test_bpf_filter_drops_syn_on_loopback() -> None:
             with pytest.raises(TimeoutError):
                 blocked.connect(("127.0.3.99", port))
             other.bind((CONTROL, 0))
-            other.settimeout(2)
+            other.settimeout(10)
             other.connect(("127.0.3.99", port))
         attach_drop_filter(listener, [])  # removing the filter lets the vantage in again
-        with socket.create_connection(("127.0.3.99", port), 2, source_address=(CENSORED, 0)):
+        with socket.create_connection(("127.0.3.99", port), 10, source_address=(CENSORED, 0)):
             pass
 
 

@@ -25,7 +25,9 @@ def test_the_shipped_helper_variant_is_kazakhstan_2019_with_a_helper() -> None:
     base, variant = load_scenario("kazakhstan-2019"), load_scenario("kazakhstan-2019-helper")
     assert variant.name == "kazakhstan-2019-helper"
     assert variant.rules == base.rules and variant.targets == base.targets
+    assert variant.vantages == base.vantages
     assert [v.name for v in variant.helper_vantages] == ["control"]
+    assert base.helper_vantages == []
     assert variant.vantage("control").address == base.vantage("control").address
     assert variant.ephemeral().vantage("control").helper_port == 0
 
@@ -64,3 +66,9 @@ def test_a_helper_must_be_a_control_vantage(tmp_path: Path) -> None:
     )
     with pytest.raises(ScenarioError, match="helper: true needs control: true"):
         load_scenario(path)
+
+
+def test_any_scenario_can_serve_its_control_vantages_as_helpers() -> None:
+    # `curfew lab serve --helper`: the same as the shipped variant, for any scenario.
+    served = load_scenario("kazakhstan-2019").with_helpers()
+    assert served.helper_vantages == load_scenario("kazakhstan-2019-helper").helper_vantages

@@ -8,7 +8,9 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Generator
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -219,3 +221,53 @@ async def test_a_client_that_does_not_read_gives_way_to_a_scraper_before_the_wri
         for sock in hostile:
             sock.close()
         await srv.close()
+
+
+class CountingMetrics(Metrics):
+    """Metrics whose rendering takes a while and counts how many renders run at once."""
+
+    def __init__(self) -> None:
+        super().__init__(CollectorRegistry())
+        self.lock = threading.Lock()
+        self.active = 0
+        self.peak = 0
+
+    def render_chunks(self, accept: str = "") -> tuple[Generator[bytes, None, None], str]:
+        chunks, ctype = super().render_chunks(accept)
+
+        def slow() -> Generator[bytes, None, None]:
+            with self.lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+            try:
+                time.sleep(0.05)
+                yield from chunks
+            finally:
+                with self.lock:
+                    self.active -= 1
+
+        return slow(), ctype
+
+
+async def test_many_scrapes_at_once_render_one_at_a_time() -> None:
+    metrics = CountingMetrics()
+    srv = await serve_metrics(metrics, "127.0.0.1", 0)
+    try:
+        responses = await asyncio.wait_for(asyncio.gather(*(fetch(srv, "/metrics") for _ in range(8))), 20)
+    finally:
+        await srv.close()
+    assert [r[0] for r in responses] == [200] * 8
+    assert metrics.peak == 1
+
+
+def test_free_descriptors_is_zero_when_even_the_count_cannot_be_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import errno
+
+    def out_of_descriptors(path: str) -> list[str]:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(server_module, "_soft_nofile", lambda: 1024)
+    monkeypatch.setattr(server_module.os, "listdir", out_of_descriptors)
+    assert free_descriptors() == 0

@@ -21,11 +21,24 @@ from cryptography.x509.oid import NameOID
 
 REAL_V4: Final = ("157.240.1.35",)
 REAL_V6: Final = ("2a03:2880:f10c:83:face:b00c:0:25de",)
-PAGE: Final = (
-    "<!DOCTYPE html><html><head><title>Facebook - log in or sign up</title></head><body>"
-    + "<div>Connect with friends and the world around you on Facebook.</div>" * 60
-    + "</body></html>"
-)
+TITLES: Final = {"facebook.com": "Facebook - log in or sign up", "youtube.com": "YouTube"}
+
+
+def title(url: str) -> str:
+    host = url.split("/")[2]
+    return next((t for domain, t in TITLES.items() if host == domain or host.endswith("." + domain)), host)
+
+
+def page(url: str) -> str:
+    """The site's page as the probe and the helper both get it when nothing interferes."""
+    return (
+        f"<!DOCTYPE html><html><head><title>{title(url)}</title></head><body>"
+        + f"<div>Welcome to {title(url)}: connect with friends and the world around you.</div>" * 60
+        + "</body></html>"
+    )
+
+
+PAGE: Final = page("https://www.facebook.com/")
 PAGE_HEADERS: Final = (
     ("Content-Type", "text/html; charset=utf-8"),
     ("X-FB-Debug", "m2dZq0mE7qJ8cGv0yQ2qk7o8T6c5Yc8ZfYJ7i3oP1nS2cQ9W0aA=="),
@@ -226,11 +239,12 @@ def _control(
     dns_failure: str | None = None,
     tcp_failure: str | None = None,
     http_failure: str | None = None,
-    body: str = PAGE,
+    body: str | None = None,
     code: int = 200,
     lte: bool = False,
 ) -> dict[str, Any]:
     port = 443 if url.startswith("https") else 80
+    body = page(url) if body is None else body
     control: dict[str, Any] = {
         "tcp_connect": {
             (f"[{a}]:{port}" if ":" in a else f"{a}:{port}"): {
@@ -242,7 +256,7 @@ def _control(
         "http_request": {
             "body_length": len(body.encode()) if http_failure is None else -1,
             "failure": http_failure,
-            "title": "Facebook - log in or sign up" if http_failure is None else "",
+            "title": title(url) if http_failure is None else "",
             "headers": dict(PAGE_HEADERS) if http_failure is None else {},
             "status_code": code if http_failure is None else -1,
         },
@@ -286,7 +300,7 @@ def measurement(
     requests: list[dict[str, Any]] = []
     blocking: Any = False
     accessible: Any = True
-    final_body, final_headers, final_code = PAGE, PAGE_HEADERS, 200
+    final_body, final_headers, final_code = page(url), PAGE_HEADERS, 200
     if technique == "dns":
         v4, v6 = ("10.10.34.34",), ()
         tcp_failure = "connection_refused"
@@ -373,7 +387,7 @@ def measurement(
             http_failure = "connection_reset"
             blocking, accessible = "http-failure", False
         else:
-            last = _request(hop, code=200, body=PAGE, headers=PAGE_HEADERS)
+            last = _request(hop, code=200, body=page(url), headers=PAGE_HEADERS)
         requests = [last, first]  # ts-017: newest first
     elif http_failure is not None:
         requests = [_request(url, failure=http_failure, tid=first_tid)]

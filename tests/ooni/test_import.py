@@ -243,3 +243,61 @@ def test_report_and_analyze_rebuild_work_over_imported_data(
     start, end = episodes[0]
     assert "2019-07-01 18:30" <= start <= "2019-07-01 20:00"
     assert "2019-07-01 22:30" <= end <= "2019-07-02 00:00"
+
+
+async def test_the_ready_sql_queries_work_over_imported_data_imported_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """docs/sql.md's ready queries, unchanged, over an import (SQLite, and PostgreSQL when set)."""
+    from sqlalchemy import text
+
+    from probe.ooni.importer import Options, import_files
+    from probe.ooni.parse import Naming
+    from probe.store.engine import create_engine
+    from tests.store.test_sql_docs import QUERIES
+
+    # The queries name 9 June 2019 (the election day) as their example day.
+    items = [measurement("ok", start="2019-06-09 05:00:00"), measurement("tcp", start="2019-06-09 05:30:00")]
+    path = _jsonl(tmp_path / "wc.jsonl", items)
+    summary = await import_files(
+        database_url, [str(path)], Options(Naming(targets=[("facebook", "facebook.com")])), report=print
+    )
+    assert summary.new == 2
+    again = await import_files(
+        database_url, [str(path)], Options(Naming(targets=[("facebook", "facebook.com")])), report=print
+    )
+    assert (again.imported, again.new) == (2, 0)  # idempotent on this backend too
+    engine = create_engine(database_url)
+    async with engine.connect() as conn:
+        latest, per_day, failures, hours = [
+            [tuple(r) for r in (await conn.execute(text(q))).all()] for q in QUERIES[:4]
+        ]
+    await engine.dispose()
+    assert [(v, t, verdict) for v, t, verdict, *_ in latest] == [("KZ-AS9198", "facebook", "tcp_blocked")]
+    assert [(op, f, v, int(n)) for op, f, v, n in failures] == [
+        ("tcp_connect", "generic_timeout_error", "tcp_blocked", 1)
+    ]
+    assert [(t, h, int(n), float(s)) for t, h, n, s in hours] == [("facebook", "05", 2, 0.5)]
+    assert per_day and per_day[0][0] == "2019-06-09"
+
+
+def test_progress_bar_on_a_terminal_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    line = json.dumps(measurement("ok"))
+    uid = measurement("ok")["measurement_uid"]
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(line.replace(uid, f"{uid}{i}") + "\n" for i in range(600)))
+    assert main(["import", "--ooni", str(path), "--db", _db(tmp_path)]) == 0
+    assert "\r" not in capsys.readouterr().err  # not a terminal: no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert main(["import", "--ooni", str(path), "--db", f"sqlite:///{tmp_path / 'tty.db'}"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" in err and "measurements read" in err and "%" in err
+    assert (
+        err.rstrip()
+        .splitlines()[-1]
+        .endswith("curfew import: 600 measurements imported (600 new, 0 already stored); verdicts: ok 600")
+    )  # bar cleared

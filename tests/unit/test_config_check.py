@@ -183,9 +183,33 @@ def test_a_valid_config_is_ok(tmp_path: Path) -> None:
 
 def test_the_fuzz_oracle_fails_on_what_check_used_to_accept() -> None:
     """The fuzz's proof that run can build a config is not vacuous: given a config that skipped
-    validation with `interval: 1e300`, it fails as the daemon did."""
+    validation (a User-Agent with a line break, which h11 refuses to send), it fails as every
+    probe of the daemon did."""
     from tests.unit.test_config_fuzz import build_like_run
 
     config = parse_config(MINIMAL)
-    with pytest.raises(OverflowError):
-        build_like_run(config.model_copy(update={"interval": 1e300}))
+    probe = config.probe.model_copy(update={"user_agent": "curfew\r\nX-Injected: 1"})
+    with pytest.raises(Exception, match="Illegal header value"):
+        build_like_run(config.model_copy(update={"probe": probe}))
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("/dev/zero", "larger than 16 MiB"),
+        (".", "cannot read: Is a directory"),
+        ("missing.yaml", "cannot read"),
+    ],
+)
+def test_a_config_that_is_no_file_is_one_line(tmp_path: Path, config: str, message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "probe.cli", "check", "--config", config],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"curfew: error: {config}: {message}")
+    assert done.stderr.count("\n") == 1
