@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from probe.analysis.fingerprints import Fingerprints, default_fingerprints
 from probe.model import Result
-from probe.ooni.judge import control_record, judge
+from probe.ooni.judge import control_record, judge, server_side
 from probe.ooni.parse import Imported, Naming, NotWebConnectivity, parse
 from probe.ooni.read import Line, Progress, read_file
 from probe.ooni.zones import country_zone
@@ -85,6 +85,10 @@ def judged(line: Line, options: Options, summary: Summary, report: Report) -> tu
         # Data the analysis cannot take (a shape no test foresaw) costs one measurement, not the run.
         _bad(summary, report, f"{where}: could not be judged ({type(exc).__name__}: {exc})")
         return None
+    marker = server_side(imported.measurement.http) if analysis.verdict == "ok" else None
+    if marker is not None:  # kept with the row: its page is not (see judge.judge)
+        m = imported.measurement
+        imported = replace(imported, measurement=replace(m, labels={**m.labels, "ooni_server_side": marker}))
     summary.imported += 1
     summary.verdicts[analysis.verdict] = summary.verdicts.get(analysis.verdict, 0) + 1
     return imported, Result(imported.measurement, analysis, control_record(imported))

@@ -313,3 +313,32 @@ def test_progress_bar_on_a_terminal_only(
         .splitlines()[-1]
         .endswith("curfew import: 600 measurements imported (600 new, 0 already stored); verdicts: ok 600")
     )  # bar cleared
+
+
+@pytest.mark.parametrize("lte", [False, True], ids=["classic", "lte"])
+def test_analyze_rejudge_keeps_the_imported_verdicts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lte: bool
+) -> None:
+    """Judged again from what the store kept (the helper's answer, the chain, the bot-check
+    marker of a page that is not kept), every imported measurement gets the same verdict."""
+    items = _every_technique(lte)
+    no_control = measurement("tcp", lte=lte, start="2019-07-20 23:00:00", serial=99)
+    no_control["test_keys"].update(control={}, control_failure="generic_timeout_error")
+    captcha_in_body = measurement("captcha", lte=lte, start="2019-07-20 23:30:00", serial=98)
+    response = captcha_in_body["test_keys"]["requests"][0]["response"]
+    response["headers_list"] = [["Content-Type", "text/html"], ["Server", "cloudflare"]]
+    response["headers"] = dict(response["headers_list"])
+    path = _jsonl(tmp_path / "wc.jsonl", [*items, no_control, captcha_in_body])
+    db = _db(tmp_path)
+    assert main(["import", "--ooni", str(path), "--db", db]) == 0
+    before = _rows(db)
+    assert before[-2][2] == "inconclusive" and before[-1][2] == "ok"
+    config = tmp_path / "curfew.yaml"
+    config.write_text(
+        f"database: {db}\nvantages:\n  - name: KZ-AS9198\n    timezone: Asia/Almaty\n"
+        "targets:\n  - name: www.facebook.com\n    url: https://www.facebook.com/\n"
+    )
+    capsys.readouterr()
+    assert main(["analyze", "--rebuild", "--rejudge", "--config", str(config)]) == 0
+    assert f"{len(before)} measurements judged again, 0 changed" in capsys.readouterr().out
+    assert _rows(db) == before
