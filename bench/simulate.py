@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -61,14 +62,25 @@ def simulate(
         cmd += ["--vantages", vantages]
     if jobs is not None:
         cmd += ["--jobs", str(jobs)]
-    began = time.monotonic()
+    began, cpu = time.monotonic(), _children_cpu()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - began
+    print(
+        f"  {name}: cpu {_children_cpu() - cpu:.1f} s (user+sys, all processes), wall {elapsed:.1f} s",
+        flush=True,
+    )
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr}")
     found = re.match(r"(\d+) measurements", done.stdout)
     count = int(found.group(1)) if found else -1
     return elapsed, count, db
+
+
+def _children_cpu() -> float:
+    """CPU seconds used by finished child processes: on a machine shared with other work the
+    wall time says more about the neighbours than about the simulation."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def content(db: Path) -> list[tuple[object, ...]]:

@@ -99,9 +99,13 @@ def redact(text: str) -> str:
     return _USERINFO.sub(_mask, text)
 
 
+PLACEHOLDERS = frozenset({"user:password", "user:pass"})
+"""Userinfo that is the example in curfew's own messages ("expected postgresql://user:password@host/db")."""
+
+
 def _mask(match: re.Match[str]) -> str:
     userinfo = match["userinfo"]
     user, _, password = userinfo.partition(":")
-    if password == MASK and "@" not in user and "/" not in user:
-        return match[0]  # masked already (`redact_url`): keep the user name it shows
+    if (password == MASK and "@" not in user and "/" not in user) or userinfo in PLACEHOLDERS:
+        return match[0]  # masked already (`redact_url`), or an example: keep it as it is
     return f"{match['scheme']}{MASK}@"

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from probe.config import Config, Vantage, parse_resolver
@@ -30,6 +32,9 @@ class VantageNetwork:
     ca_bundle: str | None  # the trust store for DoH (httpx verifies with it)
     validating: ssl.SSLContext = field(compare=False, repr=False)
     permissive: ssl.SSLContext = field(compare=False, repr=False)
+    sockets: Callable[[int, int], Any] = field(default=socket.socket, compare=False, repr=False)
+    """Makes the layers' sockets from (family, type): the kernel's, or the lab simulation's
+    in-memory ones (`probe.lab.memnet`), which is the seam below `probe/layers`."""
 
     @property
     def resolver_label(self) -> str:
@@ -48,10 +53,10 @@ class VantageNetwork:
         netloc = f"{parts.hostname}:{parts.port}"
         return urlunsplit((parts.scheme, netloc, "", "", ""))
 
-    def new_socket(self, address: str) -> socket.socket:
+    def new_socket(self, address: str) -> socket.socket:  # or what `sockets` makes
         """A non-blocking TCP socket for `address`, bound to the vantage's source address."""
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock: socket.socket = self.sockets(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -95,7 +100,9 @@ def tls_contexts(ca_bundle: Path | None) -> tuple[ssl.SSLContext, ssl.SSLContext
     return validating, permissive
 
 
-def vantage_network(vantage: Vantage, config: Config) -> VantageNetwork:
+def vantage_network(
+    vantage: Vantage, config: Config, sockets: Callable[[int, int], Any] = socket.socket
+) -> VantageNetwork:
     kind, host, port = parse_resolver(vantage.resolver)
     validating, permissive = tls_contexts(config.tls.ca_bundle)
     return VantageNetwork(
@@ -108,4 +115,5 @@ def vantage_network(vantage: Vantage, config: Config) -> VantageNetwork:
         ca_bundle=str(config.tls.ca_bundle) if config.tls.ca_bundle else None,
         validating=validating,
         permissive=permissive,
+        sockets=sockets,
     )

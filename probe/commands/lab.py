@@ -99,6 +99,13 @@ def add_simulate(lab_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=None,
         help="seconds watched before and after a predicted onset or offset (600)",
     )
+    p.add_argument(
+        "--network",
+        choices=("memory", "kernel"),
+        default="memory",
+        help="memory: the lab in process on virtual time (fast, reproducible; default); "
+        "kernel: the real-socket lab on loopback (real step durations)",
+    )
     # Defaults live in probe.lab.simulate (not imported here: it pulls in the engine and store).
     p.add_argument("--step-timeout", type=float, default=None, help="seconds per probe step (0.5)")
     p.add_argument("--bulk-bytes", type=int, default=None, help="bulk download cap in bytes (262144)")
@@ -161,6 +168,7 @@ def handle_simulate(args: argparse.Namespace) -> int:
             seed=args.seed,
             spread=args.spread,
             watch=args.watch,
+            network=args.network,
             vantages=args.vantages,
             targets=args.targets,
             **{

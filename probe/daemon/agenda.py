@@ -42,6 +42,11 @@ CONFIRM = "confirm"
 WATCH = "watch"
 
 
+EPS = 1e-6
+"""Instants closer than this are the same instant: a time that went through a datetime
+(APScheduler's) is rounded to the microsecond."""
+
+
 def _t(x: float) -> float:
     return round(x, 6)
 
@@ -53,12 +58,12 @@ def grid_next(after: float, step: float, phase: float, *, inclusive: bool) -> fl
     (130.0, 130.0)
     >>> grid_next(130.0, 60.0, 10.0, inclusive=False)
     190.0
+    >>> grid_next(130.0000004, 60.0, 10.0, inclusive=True)  # the same instant, rounded
+    130.0
     """
-    k = math.ceil(round((after - phase) / step, 9))
-    at = _t(phase + k * step)
-    if at < after or (not inclusive and at <= after):
-        at = _t(phase + (k + 1) * step)
-    return at
+    if inclusive:
+        return _t(phase + math.ceil((after - EPS - phase) / step) * step)
+    return _t(phase + (math.floor((after + EPS - phase) / step) + 1) * step)
 
 
 @dataclass(frozen=True)
@@ -158,11 +163,13 @@ class Agenda:
             return None
         best = grid_next(after, interval, self._phase[pair], inclusive=inclusive)
         confirm = self._confirm_at.get(pair)
-        if confirm is not None and (confirm > after or (inclusive and confirm == after)) and confirm < best:
+        pending = confirm is not None and (confirm > after + EPS or (inclusive and confirm >= after - EPS))
+        if pending and confirm is not None and confirm < best:
             best = confirm
         instants = self._watch.get(pair)
         if instants:
-            i = bisect.bisect_left(instants, after) if inclusive else bisect.bisect_right(instants, after)
+            edge = after - EPS if inclusive else after + EPS
+            i = bisect.bisect_left(instants, edge) if inclusive else bisect.bisect_right(instants, edge)
             if i < len(instants) and instants[i] < best:
                 best = instants[i]
         return best
@@ -173,13 +180,14 @@ class Agenda:
         if interval is None:
             return frozenset()
         out = set()
-        if grid_next(when, interval, self._phase[pair], inclusive=True) == when:
+        if abs(grid_next(when, interval, self._phase[pair], inclusive=True) - when) <= EPS:
             out.add(BASE)
-        if self._confirm_at.get(pair) == when:
+        confirm = self._confirm_at.get(pair)
+        if confirm is not None and abs(confirm - when) <= EPS:
             out.add(CONFIRM)
         instants = self._watch.get(pair, [])
-        i = bisect.bisect_left(instants, when)
-        if i < len(instants) and instants[i] == when:
+        i = bisect.bisect_left(instants, when - EPS)
+        if i < len(instants) and abs(instants[i] - when) <= EPS:
             out.add(WATCH)
         return frozenset(out)
 

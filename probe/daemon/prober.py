@@ -121,7 +121,10 @@ class Prober:
         if not missing:
             return control
         async with self._gate:
-            return await reach(self.config, self._networks[control.vantage], control, missing, self.clock)
+            extended = await reach(self.config, self._networks[control.vantage], control, missing, self.clock)
+        # Short of descriptors while reaching: keep the control as it was measured, with no
+        # hole this machine made (it is stored, and judged, as a measurement of the network).
+        return control if local_failure(extended) is not None else extended
 
     async def aclose(self) -> None:
         if self.helpers is not None:

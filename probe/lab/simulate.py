@@ -33,7 +33,7 @@ import asyncio
 import datetime as dt
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from probe.daemon.watch import DEFAULT_MARGIN
 from probe.engine import measure
 from probe.episodes.monitor import Monitor
 from probe.lab.lab import Lab
+from probe.lab.memnet import MemoryNetwork, VirtualLoop
 from probe.lab.scenario import Scenario
 from probe.model import Measurement, Result
 from probe.store import Store
@@ -90,6 +91,10 @@ class Simulation:
     """Probe every `confirm_interval` around the onsets and offsets of inferred schedules."""
     watch_margin: float = DEFAULT_MARGIN
     """Seconds watched before and after each predicted onset and offset."""
+    network: str = "memory"
+    """"memory": the lab in process on virtual time (`probe.lab.memnet`: fast, and the same
+    measurements however loaded the machine is); "kernel": the real-socket lab on loopback
+    (real step durations; for comparing the two)."""
 
     def check(self) -> None:
         """Raise ValueError for settings no simulation can run with."""
@@ -103,6 +108,8 @@ class Simulation:
             raise ValueError("--step-timeout and --bulk-seconds must be > 0, --bulk-bytes >= 1024")
         if self.watch_margin < 0:
             raise ValueError("--watch-margin must be >= 0")
+        if self.network not in ("memory", "kernel"):
+            raise ValueError("--network must be memory or kernel")
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,20 @@ class VirtualClock:
 
 
 @dataclass(frozen=True)
+class LoopClock:
+    """The clock of a probe on `VirtualLoop`: the loop's virtual time, for instants and
+    durations alike (both deterministic)."""
+
+    loop: asyncio.AbstractEventLoop
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.loop.time(), dt.UTC)
+
+    def monotonic(self) -> float:
+        return self.loop.time()
+
+
+@dataclass(frozen=True)
 class ProbeClock:
     """What the engine gets: the virtual instant for `started_at`, real time for durations."""
 
@@ -182,6 +203,15 @@ def natural_start(scenario: Scenario, today: dt.date | None = None) -> dt.dateti
     ]
     day = min(starts).astimezone(zone).date() if starts else (today or dt.datetime.now(zone).date())
     return dt.datetime.combine(day, dt.time(0), zone).astimezone(dt.UTC)
+
+
+def prepare_memory(scenario: Scenario, sim: Simulation) -> Scenario:
+    """The scenario with its bulk objects no bigger than the download cap (ports as given:
+    nothing listens on them in memory)."""
+    targets = [
+        t.model_copy(update={"bulk_bytes": min(t.bulk_bytes, sim.bulk_bytes)}) for t in scenario.targets
+    ]
+    return scenario.model_copy(update={"targets": targets})
 
 
 def prepare(scenario: Scenario, sim: Simulation) -> Scenario:
@@ -344,6 +374,19 @@ def merge(summaries: Sequence[Summary], elapsed: float, start: dt.datetime, end:
     return total
 
 
+@dataclass
+class _World:
+    """What a group's probing needs from the network it runs on."""
+
+    config: Config
+    measure_pair: Callable[[str, str], Awaitable[Measurement]]
+    set_time: Callable[[dt.datetime], None]
+    """Evaluate the censor's rules at this instant from now on."""
+    deliver: Callable[[list[Result]], None]
+    """Store these results (the group's share of them)."""
+    report: Callable[[Progress], None]
+
+
 async def _simulate_group(
     scenario: Scenario,
     sim: Simulation,
@@ -355,88 +398,195 @@ async def _simulate_group(
     on_progress: Callable[[Progress], None],
     migrate: bool,
 ) -> Summary:
-    end = start + dt.timedelta(days=sim.days)
-    summary = Summary(start=start, end=end, reached=start)
-    clock = VirtualClock(start)
-    probe_clock = ProbeClock(clock)
+    summary = Summary(start=start, end=start + dt.timedelta(days=sim.days), reached=start)
     group_dir = Path(state_dir) / f"group{group.index}"
     seed = None if sim.seed is None else sim.seed + group.index
+    store = await Store.open(database_url, group_dir / "spool", migrate=migrate)
+    began = time.monotonic()
+    try:
+        if sim.network == "memory":
+            await _in_memory(scenario, sim, group, start, store, group_dir, seed, stop, on_progress, summary)
+        else:
+            await _over_kernel(
+                scenario, sim, group, start, store, group_dir, seed, stop, on_progress, summary
+            )
+    finally:
+        summary.stopped = stop.is_set()
+        await store.close()
+        summary.elapsed = time.monotonic() - began
+    return summary
+
+
+async def _over_kernel(
+    scenario: Scenario,
+    sim: Simulation,
+    group: Group,
+    start: dt.datetime,
+    store: Store,
+    group_dir: Path,
+    seed: int | None,
+    stop: asyncio.Event,
+    on_progress: Callable[[Progress], None],
+    summary: Summary,
+) -> None:
+    """The real-socket lab on loopback; step durations are real."""
+    clock = VirtualClock(start)
+    probe_clock = ProbeClock(clock)
     async with Lab(prepare(scenario, sim), group_dir / "lab", loss=sim.loss, seed=seed) as lab:
         config = simulation_config(lab.curfew_config(), sim, group.vantages)
+        await store.sync_inventory(config)
         networks = {v.name: vantage_network(v, config) for v in config.vantages}
-        control_vantages = {v.name for v in config.vantages if v.control}
-        scheduled = {
-            pair: interval
-            for pair, interval in intervals_of(config).items()
-            if pair[0] in group.vantages or (group.controls and pair[0] in control_vantages)
-        }
 
         async def measure_pair(vantage: str, target: str) -> Measurement:
             return await measure(config.target(target), networks[vantage], config.probe, probe_clock)
 
-        prober = Prober(config, clock, measure_fn=measure_pair)
-        agenda = Agenda(
-            scheduled,
-            confirm_interval=sim.confirm_interval,
-            confirm_count=sim.confirm_count,
-            anchor=start.timestamp(),
-            spread=sim.spread,
-            watch_margin=sim.watch_margin,
-        )
-        monitor = _monitor(config, sim) if sim.watch else None
-        next_plan = start.timestamp()
-        deadline = config.probe.timeouts.total * 2 + RUN_MARGIN
-        store = await Store.open(database_url, group_dir / "spool", migrate=migrate)
-        began = time.monotonic()
+        def set_time(when: dt.datetime) -> None:
+            clock.current = when
+            lab.set_time(when)
+
+        def deliver(results: list[Result]) -> None:
+            for result in results:
+                store.submit(result)
+
+        world = _World(config, measure_pair, set_time, deliver, on_progress)
+        await _probe(world, Prober(config, clock, measure_fn=measure_pair), sim, group, start, stop, summary)
+
+
+async def _in_memory(
+    scenario: Scenario,
+    sim: Simulation,
+    group: Group,
+    start: dt.datetime,
+    store: Store,
+    group_dir: Path,
+    seed: int | None,
+    stop: asyncio.Event,
+    on_progress: Callable[[Progress], None],
+    summary: Summary,
+) -> None:
+    """`probe.lab.memnet` on a virtual-time loop in a thread of its own; the store stays on
+    this (real-time) loop, which gets each instant's results in one batch."""
+    here = asyncio.get_running_loop()
+    instant = [start]
+    network = MemoryNetwork(
+        prepare_memory(scenario, sim), group_dir / "lab", lambda: instant[0], sim.loss, seed
+    )
+    config = simulation_config(network.curfew_config(), sim, group.vantages)
+    await store.sync_inventory(config)
+
+    def submit(results: list[Result]) -> None:
+        for result in results:
+            store.submit(result)
+
+    def world_thread() -> None:
+        loop = VirtualLoop(start.timestamp())
         try:
-            await store.sync_inventory(config)
-            due = agenda.next(start.timestamp(), inclusive=True)
-            while not stop.is_set() and due.when < end.timestamp():
-                if monitor is not None and due.when >= next_plan:
-                    # Plan the next day before anything of it runs, from what is known now.
-                    schedules = monitor.snapshot(dt.datetime.fromtimestamp(next_plan, dt.UTC)).schedules
-                    agenda.plan_watch(schedules, next_plan, next_plan + PLAN_EVERY)
-                    agenda.forget_before(next_plan)
-                    next_plan += PLAN_EVERY
-                    due = agenda.next(due.when, inclusive=True)
-                    continue
-                clock.current = dt.datetime.fromtimestamp(due.when, dt.UTC)
-                lab.set_time(clock.current)
-                pairs = _controls_first(config, due.pairs)
-                runs = await asyncio.gather(
-                    *(asyncio.wait_for(prober.run(*pair), deadline) for pair in pairs), return_exceptions=True
-                )
-                for pair, results in zip(pairs, runs, strict=True):
-                    if isinstance(results, BaseException):
-                        if isinstance(results, TimeoutError):
-                            continue  # abandoned like the daemon's; the pair fires again later
-                        raise results
-                    kept = [
-                        r for r in results if group.controls or r.measurement.vantage not in control_vantages
-                    ]
-                    _record(store, kept, summary)
-                    if monitor is not None:
-                        for result in results:
-                            monitor.observe(result)
-                    own = own_result(pair, results)
-                    if own is not None:  # else its probe failed on this machine: no verdict
-                        agenda.record(pair, own.analysis.verdict, due.when)
-                summary.runs += len(pairs)
-                summary.confirmations += due.confirmations
-                summary.watches += due.watch_only
-                summary.reached = clock.current
-                summary.elapsed = time.monotonic() - began
-                span = (end - start).total_seconds()
-                done = (clock.current - start).total_seconds() / span
-                on_progress(Progress(done, clock.current, summary.measurements, summary.elapsed))
-                due = agenda.next(due.when)
-            if not stop.is_set():
-                summary.reached = end
+            loop.run_until_complete(world_main(loop))
         finally:
-            summary.stopped = stop.is_set()
-            await store.close()
-            summary.elapsed = time.monotonic() - began
-    return summary
+            loop.close()
+
+    async def world_main(loop: VirtualLoop) -> None:
+        clock = LoopClock(loop)
+        networks = {v.name: vantage_network(v, config, network.socket) for v in config.vantages}
+
+        async def measure_pair(vantage: str, target: str) -> Measurement:
+            return await measure(config.target(target), networks[vantage], config.probe, clock)
+
+        def set_time(when: dt.datetime) -> None:
+            instant[0] = when
+
+        def deliver(results: list[Result]) -> None:
+            here.call_soon_threadsafe(submit, results)
+
+        def report(p: Progress) -> None:
+            here.call_soon_threadsafe(on_progress, p)
+
+        world = _World(config, measure_pair, set_time, deliver, report)
+        try:
+            await _probe(
+                world, Prober(config, clock, measure_fn=measure_pair), sim, group, start, stop, summary
+            )
+        finally:
+            await network.close()
+
+    await here.run_in_executor(None, world_thread)
+
+
+async def _probe(
+    world: _World,
+    prober: Prober,
+    sim: Simulation,
+    group: Group,
+    start: dt.datetime,
+    stop: asyncio.Event,
+    summary: Summary,
+) -> None:
+    """The group's days: the agenda's instants in order, each one's due pairs run together."""
+    config = world.config
+    end = start + dt.timedelta(days=sim.days)
+    control_vantages = {v.name for v in config.vantages if v.control}
+    scheduled = {
+        pair: interval
+        for pair, interval in intervals_of(config).items()
+        if pair[0] in group.vantages or (group.controls and pair[0] in control_vantages)
+    }
+    agenda = Agenda(
+        scheduled,
+        confirm_interval=sim.confirm_interval,
+        confirm_count=sim.confirm_count,
+        anchor=start.timestamp(),
+        spread=sim.spread,
+        watch_margin=sim.watch_margin,
+    )
+    monitor = _monitor(config, sim) if sim.watch else None
+    next_plan = start.timestamp()
+    deadline = config.probe.timeouts.total * 2 + RUN_MARGIN
+    loop = asyncio.get_running_loop()
+    began = time.monotonic()
+    due = agenda.next(start.timestamp(), inclusive=True)
+    while not stop.is_set() and due.when < end.timestamp():
+        if monitor is not None and due.when >= next_plan:
+            # Plan the next day before anything of it runs, from what is known now.
+            schedules = monitor.snapshot(dt.datetime.fromtimestamp(next_plan, dt.UTC)).schedules
+            agenda.plan_watch(schedules, next_plan, next_plan + PLAN_EVERY)
+            agenda.forget_before(next_plan)
+            next_plan += PLAN_EVERY
+            due = agenda.next(due.when, inclusive=True)
+            continue
+        if (wait := due.when - loop.time()) > 0 and isinstance(loop, VirtualLoop):
+            await asyncio.sleep(wait)  # virtual: the loop's clock jumps to the instant
+        now = dt.datetime.fromtimestamp(due.when, dt.UTC)
+        world.set_time(now)
+        pairs = _controls_first(config, due.pairs)
+        runs = await asyncio.gather(
+            *(asyncio.wait_for(prober.run(*pair), deadline) for pair in pairs), return_exceptions=True
+        )
+        batch: list[Result] = []
+        for pair, results in zip(pairs, runs, strict=True):
+            if isinstance(results, BaseException):
+                if isinstance(results, TimeoutError):
+                    continue  # abandoned like the daemon's; the pair fires again later
+                raise results
+            kept = [r for r in results if group.controls or r.measurement.vantage not in control_vantages]
+            batch += kept
+            _count(kept, summary)
+            if monitor is not None:
+                for result in results:
+                    monitor.observe(result)
+            own = own_result(pair, results)
+            if own is not None:  # else its probe failed on this machine: no verdict
+                agenda.record(pair, own.analysis.verdict, due.when)
+        world.deliver(batch)
+        summary.runs += len(pairs)
+        summary.confirmations += due.confirmations
+        summary.watches += due.watch_only
+        summary.reached = now
+        summary.elapsed = time.monotonic() - began
+        done = (now - start).total_seconds() / (end - start).total_seconds()
+        world.report(Progress(done, now, summary.measurements, summary.elapsed))
+        due = agenda.next(due.when)
+    if not stop.is_set():
+        summary.reached = end
 
 
 def _monitor(config: Config, sim: Simulation) -> Monitor:
@@ -452,8 +602,7 @@ def _monitor(config: Config, sim: Simulation) -> Monitor:
     return monitor
 
 
-def _record(store: Store, results: list[Result], summary: Summary) -> None:
+def _count(results: list[Result], summary: Summary) -> None:
     for result in results:
-        store.submit(result)
         summary.measurements += 1
         summary.verdicts[result.analysis.verdict] += 1

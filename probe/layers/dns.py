@@ -148,7 +148,7 @@ async def _udp(
     host = str(net.resolver_host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     loop = asyncio.get_running_loop()
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+    with net.sockets(family, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         if net.source_address is not None:
             sock.bind((net.source_address, 0))

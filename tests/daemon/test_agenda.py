@@ -56,6 +56,11 @@ def test_spread_puts_each_pair_at_its_own_offset_whenever_asked() -> None:
         assert first is not None and 0 <= first - now < 60
         assert abs(first % 60 - slot) < 1e-5
         assert agenda.next_due(KZ_FB, first) == pytest.approx(first + 60)
+        # APScheduler hands the instant back as a datetime, rounded to the microsecond: it is
+        # still that instant, not one to fire again.
+        seen = datetime.fromtimestamp(first, UTC).timestamp()
+        assert agenda.kinds(KZ_FB, seen) == {BASE}
+        assert agenda.next_due(KZ_FB, seen) == pytest.approx(first + 60)
 
 
 @pytest.mark.parametrize(

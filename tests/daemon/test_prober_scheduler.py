@@ -97,27 +97,34 @@ async def test_verdict_change_triggers_confirmation_reprobes() -> None:
     results: list[Result] = []
     cfg = config(interval=3, confirm_interval=1)
     scheduler = Scheduler(Prober(cfg, measure_fn=net), results.extend)
+    pair = ("kz", "fb")
     scheduler.start()
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
-        while not any(r.measurement.target == "fb" and r.measurement.vantage == "kz" for r in results):
+        while scheduler.states.get(pair) is None:
             assert loop.time() < deadline
             await asyncio.sleep(0.05)
-        net.blocked.add(("kz", "fb"))
+        net.blocked.add(pair)
         blocked_at = loop.time()
-        while (
-            scheduler.states.get(("kz", "fb")) is None
-            or scheduler.states[("kz", "fb")].confirmed != "dns_blocked"
-        ):
+        retimed: list[datetime] = []
+        while scheduler.states[pair].confirmed != "dns_blocked":
+            state = scheduler.states[pair]
+            job = scheduler._aps.get_job("probe:kz:fb")
+            if state.confirming and job is not None and job.next_run_time is not None:
+                retimed.append(job.next_run_time)
             assert loop.time() < blocked_at + 10
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
     finally:
         await scheduler.drain(1.0)
-    runs = [t for v, target, t in net.calls if (v, target) == ("kz", "fb") and t >= blocked_at]
+    runs = [t for v, target, t in net.calls if (v, target) == pair and t >= blocked_at]
     assert len(runs) >= 2
-    # The confirming run came after confirm_interval (1 s), not the base interval (3 s).
-    assert 0.8 <= runs[1] - runs[0] <= 1.8
+    # The confirming run was due confirm_interval (1 s) after the change was seen, not at the
+    # next base slot; how late it actually ran depends on the machine's load, not on us.
+    assert retimed, "the pair's job was never re-timed for the confirmation"
+    # Off the 3 s base grid: due for the confirmation only (there are no watch windows).
+    assert "base" not in scheduler.agenda.kinds(pair, retimed[0].timestamp())
+    assert runs[1] - runs[0] >= 0.8
 
 
 async def test_drain_waits_for_runs_in_flight_within_the_grace_period() -> None:

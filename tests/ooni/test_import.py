@@ -134,22 +134,32 @@ def test_gzip_file_and_a_single_document(tmp_path: Path, capsys: pytest.CaptureF
     assert [r[2] for r in _rows(_db(tmp_path))][-1] == "tls_mitm"
 
 
-def test_a_truncated_gzip_keeps_what_came_before_and_fails(
+def test_a_truncated_gzip_keeps_what_came_before_and_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     gz = tmp_path / "cut.jsonl.gz"
     data = gzip.compress("".join(json.dumps(m) + "\n" for m in _every_technique(False)).encode())
     gz.write_bytes(data[: len(data) * 2 // 3])
-    assert main(["import", "--ooni", str(gz), "--db", _db(tmp_path)]) == 1
-    assert "truncated gzip file" in capsys.readouterr().err
+    after = _jsonl(tmp_path / "after.jsonl", [measurement("tcp", serial=77)])
+    assert main(["import", "--ooni", str(gz), str(after), "--db", _db(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert f"{gz}: truncated gzip file" in err
+    assert "1 file could not be read (in full)" in err
+    rows = _rows(_db(tmp_path))
+    assert 1 < len(rows) < 14  # the lines before the damage, and the next file
+    assert rows[-1][2] == "tcp_blocked"
 
 
-def test_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+def test_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], compressed: bool
+) -> None:
     import io
     import sys
 
-    text = "".join(json.dumps(m) + "\n" for m in _every_technique(True)[:3])
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    data = "".join(json.dumps(m) + "\n" for m in _every_technique(True)[:3]).encode()
+    data = gzip.compress(data) if compressed else data
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(data))))
     assert main(["import", "--ooni", "-", "--db", _db(tmp_path)]) == 0
     assert "3 measurements imported" in capsys.readouterr().err
 
@@ -179,7 +189,9 @@ def test_bad_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_a_missing_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["import", "--ooni", str(tmp_path / "nope.jsonl"), "--db", _db(tmp_path)]) == 1
-    assert "nope.jsonl" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'nope.jsonl'}: No such file or directory" in err
+    assert "0 measurements imported" in err
 
 
 def test_targets_and_vantages_renamed_and_local_hour_from_the_country(tmp_path: Path) -> None:
