@@ -66,7 +66,7 @@ def test_the_stripe_stays_at_20h_local_across_the_offset_change(simulated: Simul
         assert -5 <= minutes <= 10, (start, e.started_at)
 
 
-def test_three_percent_loss_for_14_days_makes_no_episode(simulated: Simulated) -> None:
+def test_three_percent_loss_for_14_days_makes_no_more_episodes_than_chance(simulated: Simulated) -> None:
     db, summary = result(simulated, "loss")
     rows = observations(db)
     failed = Counter(o.verdict for o in rows if o.failure is not None)
@@ -78,7 +78,14 @@ def test_three_percent_loss_for_14_days_makes_no_episode(simulated: Simulated) -
     print(f"\n14 days, 3% loss: {figures}")
     assert summary.end - summary.start == dt.timedelta(days=14)
     assert sum(failed.values()) > 100  # the loss did happen
-    assert found == [], figures
+    # An episode opens on a change seen confirm_count + 1 times in a row, 60 s apart at least:
+    # with independent loss at rate p a probe starts such a run with probability about p**3,
+    # so 14 days of base probes expect p**3 * len(rows) chance episodes (~0.4 at 3%), each of
+    # exactly that many probes. Without the rules that stop loss from opening episodes it
+    # was about 50; never more than chance allows, and never a longer one.
+    p = sum(failed.values()) / len(rows)
+    assert len(found) <= max(2.0, 3 * p**3 * len(rows)), figures
+    assert all(e.probes <= 3 for e in found), figures
 
 
 def test_evening_congestion_is_not_throttling(simulated: Simulated) -> None:
