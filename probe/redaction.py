@@ -83,6 +83,13 @@ def remember_secrets(secrets: Iterable[str]) -> None:
         _secrets.update(s for s in secrets if len(s) >= MIN_SECRET)
 
 
+def forget() -> None:
+    """Forget every remembered secret. For tests: a process's secrets are global, and one
+    test's config must not change what another test's `redact` masks."""
+    with _lock:
+        _secrets.clear()
+
+
 def redact(text: str) -> str:
     """`text` with every remembered password and every URL's userinfo masked.
 
