@@ -60,9 +60,6 @@ def handle(args: argparse.Namespace) -> int:
     except (StoreError, OSError) as exc:
         print(f"curfew: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
-    except Exception as exc:  # SQLAlchemy: no such table, unreachable server
-        print(f"curfew: error: {redact(str(exc).splitlines()[0])}", file=sys.stderr)
-        return EXIT_FAILURE
     sys.stdout.flush()
     corrupt = f"; {len(skipped)} with corrupt stored observations skipped" if skipped else ""
     print(f"{count} measurements exported{corrupt}", file=sys.stderr)

@@ -103,9 +103,6 @@ def handle(args: argparse.Namespace) -> int:
     except (StoreError, OSError) as exc:
         print(f"curfew: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
-    except Exception as exc:  # SQLAlchemy and drivers: refused, unknown host, bad credentials
-        print(f"curfew: error: {redact((str(exc).splitlines() or [type(exc).__name__])[0])}", file=sys.stderr)
-        return EXIT_FAILURE
     if data is None:
         print(_nothing(args), file=sys.stderr)
         return EXIT_OK

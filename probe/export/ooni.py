@@ -33,8 +33,10 @@ from sqlalchemy import Text, select, type_coerce
 
 from probe import SOFTWARE_NAME, __version__
 from probe.export.ooni_keys import test_keys
+from probe.redaction import redact_url
 from probe.store import tables
 from probe.store.engine import create_engine
+from probe.store.errors import database_errors
 
 log = logging.getLogger(__name__)
 
@@ -216,31 +218,44 @@ async def records(
     if target is not None:
         query = query.where(m.c.target == target)
     engine = create_engine(url)
-    warned: set[str] = set()
     try:
-        async with engine.connect() as conn, engine.connect() as lookups:
-            v = tables.vantages
-            labels = {r.name: dict(r.labels or {}) for r in await conn.execute(select(v.c.name, v.c.labels))}
-            result = await conn.stream(query.execution_options(yield_per=BATCH))
-            async for partition in result.partitions(BATCH):
-                rows = [dict(r._mapping) for r in partition]
-                for row in rows:
-                    row["observations"] = _parsed(row["observations"])
-                outcomes = await _control_outcomes(lookups, rows)
-                for row in rows:
-                    vantage_labels = labels.get(row["vantage"], {})
-                    if row["vantage"] not in warned and network(vantage_labels) is None:
-                        warned.add(row["vantage"])
-                        on_warning(
-                            f"vantage {row['vantage']} has no valid probe_cc/probe_asn in its config: "
-                            f"exported as {DEFAULT_CC}/{DEFAULT_ASN}, which OONI's pipeline discards"
-                        )
-                    try:
-                        yield ooni_record(row, vantage_labels, user_agent, _controls_of(row, outcomes))
-                    except CorruptRow as exc:
-                        on_skip(f"measurement {row['uid']}: corrupt stored observations ({exc}); skipped")
+        # Database trouble (unreachable, not a curfew database) as one StoreError line.
+        with database_errors(redact_url(url)):
+            async for record in _records(engine, query, on_warning, on_skip, user_agent):
+                yield record
     finally:
         await engine.dispose()
+
+
+async def _records(
+    engine: Any,
+    query: Any,
+    on_warning: Callable[[str], None],
+    on_skip: Callable[[str], None],
+    user_agent: str | None,
+) -> AsyncIterator[dict[str, Any]]:
+    warned: set[str] = set()
+    async with engine.connect() as conn, engine.connect() as lookups:
+        v = tables.vantages
+        labels = {r.name: dict(r.labels or {}) for r in await conn.execute(select(v.c.name, v.c.labels))}
+        result = await conn.stream(query.execution_options(yield_per=BATCH))
+        async for partition in result.partitions(BATCH):
+            rows = [dict(r._mapping) for r in partition]
+            for row in rows:
+                row["observations"] = _parsed(row["observations"])
+            outcomes = await _control_outcomes(lookups, rows)
+            for row in rows:
+                vantage_labels = labels.get(row["vantage"], {})
+                if row["vantage"] not in warned and network(vantage_labels) is None:
+                    warned.add(row["vantage"])
+                    on_warning(
+                        f"vantage {row['vantage']} has no valid probe_cc/probe_asn in its config: "
+                        f"exported as {DEFAULT_CC}/{DEFAULT_ASN}, which OONI's pipeline discards"
+                    )
+                try:
+                    yield ooni_record(row, vantage_labels, user_agent, _controls_of(row, outcomes))
+                except CorruptRow as exc:
+                    on_skip(f"measurement {row['uid']}: corrupt stored observations ({exc}); skipped")
 
 
 BATCH: Final = 1000

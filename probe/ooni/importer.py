@@ -27,7 +27,8 @@ from probe.ooni.parse import Imported, Naming, NotWebConnectivity, parse
 from probe.ooni.read import Line, Progress, read_file
 from probe.ooni.zones import country_zone
 from probe.store import bulk, migrate, tables
-from probe.store.engine import StoreError, create_engine
+from probe.store.engine import create_engine
+from probe.store.errors import database_errors
 from probe.store.mapping import Row, encode
 
 BATCH: Final = 500
@@ -191,35 +192,31 @@ async def import_files(
     read is reported and counted (`Summary.unreadable`).
     """
     summary = Summary()
-    try:
+    with database_errors("migrating the database"):
         await asyncio.to_thread(migrate.upgrade, url)
-    except Exception as exc:
-        raise StoreError(_describe(exc)) from exc
     engine = create_engine(url)
     inserter = bulk.inserter(engine)
     inventory = _Inventory(engine, options.timezone)
     try:
-        await inventory.load()
-        batch: list[Row] = []
-        for line in _lines(paths, progress, summary, report):
-            done = judged(line, options, summary, report)
-            if done is None:
-                continue
-            imported, result = done
-            inventory.see(imported)
-            if emit is not None:
-                emit(imported, result)
-            batch.append(encode(result, inventory.zones.get(imported.measurement.vantage))[0])
-            if len(batch) >= BATCH:
-                await _flush(inventory, inserter, batch, summary)
-                batch = []
-                if tick is not None:
-                    tick(summary)
-        await _flush(inventory, inserter, batch, summary)
-    except StoreError:
-        raise
-    except Exception as exc:  # the database: refused, locked, gone
-        raise StoreError(_describe(exc)) from exc
+        # The database refused, locked or gone: one StoreError line (probe.store.errors).
+        with database_errors("writing the database"):
+            await inventory.load()
+            batch: list[Row] = []
+            for line in _lines(paths, progress, summary, report):
+                done = judged(line, options, summary, report)
+                if done is None:
+                    continue
+                imported, result = done
+                inventory.see(imported)
+                if emit is not None:
+                    emit(imported, result)
+                batch.append(encode(result, inventory.zones.get(imported.measurement.vantage))[0])
+                if len(batch) >= BATCH:
+                    await _flush(inventory, inserter, batch, summary)
+                    batch = []
+                    if tick is not None:
+                        tick(summary)
+            await _flush(inventory, inserter, batch, summary)
     finally:
         await inserter.close()
         await engine.dispose()
@@ -244,8 +241,3 @@ async def _flush(inventory: _Inventory, inserter: bulk.Inserter, batch: list[Row
     await inventory.write()
     if batch:
         summary.new += await inserter.insert(batch)
-
-
-def _describe(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)
-    return str(orig or exc).splitlines()[0] if str(orig or exc) else type(exc).__name__
