@@ -20,14 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from probe import redaction
-from probe.validation import (
-    check_ca_bundle,
-    check_database_url,
-    check_url,
-    path_kind,
-    read_yaml,
-    validate,
-)
+from probe.validation import read_yaml, validate
+from probe.values import check_ca_bundle, check_database_url, check_url, path_kind
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]

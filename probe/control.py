@@ -15,7 +15,7 @@ from probe import failures as F
 from probe.analysis.helper_answer import helper_control
 from probe.helper.answer import HelperAnswer
 from probe.helper.control import join_endpoint, th_response, url_port
-from probe.model import ControlRecord, Measurement
+from probe.model import ControlRecord, DnsObservation, Measurement
 
 _FAILURES: Final[dict[str, str]] = {
     "timeout": F.GENERIC_TIMEOUT,
@@ -49,10 +49,15 @@ def endpoints(m: Measurement) -> list[str]:
     >>> endpoints(Measurement("v", "t", "https://a.example/", datetime(2019, 1, 1), 0.1, dns=dns))
     ['192.0.2.1:443', '[2001:db8::1]:443']
     """
-    if m.dns is None or m.dns.failure is not None or m.dns.engine == "proxy":
+    return dns_endpoints(m.url, m.dns)
+
+
+def dns_endpoints(url: str, dns: DnsObservation | None) -> list[str]:
+    """The "ip:port" endpoints of `dns`'s answers on `url`'s port (none through a proxy)."""
+    if dns is None or dns.failure is not None or dns.engine == "proxy":
         return []
-    port = url_port(m.url)
-    return [join_endpoint(a, port) for a in m.dns.answers]
+    port = url_port(url)
+    return [join_endpoint(a, port) for a in dns.answers]
 
 
 def _resolved(m: Measurement) -> tuple[str, ...]:
@@ -61,13 +66,20 @@ def _resolved(m: Measurement) -> tuple[str, ...]:
     return m.dns.answers
 
 
-def from_vantage(control: Measurement, m: Measurement, controls: Sequence[Measurement] = ()) -> ControlRecord:
-    """The record of `m` judged against the control vantage's measurement `control`."""
+def from_vantage(
+    control: Measurement, m: Measurement, controls: Sequence[Measurement] = (), *, inline: bool = False
+) -> ControlRecord:
+    """The record of `m` judged against the control vantage's measurement `control`.
+
+    `inline`: keep `control` itself in the record, for when its own stored row is not what
+    `m` was judged with; otherwise its uid names that row.
+    """
     return ControlRecord(
         source=f"vantage:{control.vantage}",
         # Plain IPs rather than endpoints: th_response takes either, and skips a parse per address.
         response=th_response(control, _resolved(m)).to_json(),
-        measurement=control,
+        measurement=control if inline else None,
+        uid=control.uid,
         controls=tuple(c.uid for c in controls),
     )
 

@@ -177,6 +177,7 @@ async def measure(
     clock: Clock = SYSTEM_CLOCK,
     extra_addresses: Sequence[str] = (),
     allow_address: Callable[[str], bool] | None = None,
+    on_resolved: Callable[[DnsObservation | None], None] | None = None,
 ) -> Measurement:
     """Probe `target` from the vantage behind `net`; never raises on a network failure.
 
@@ -185,11 +186,15 @@ async def measure(
     most MAX_EXTRA_ADDRESSES of them; the HTTP fetch prefers the addresses resolved here.
     `allow_address`: when given, only addresses it accepts are connected to (the helper refuses
     private ones); checked on the addresses as resolved, so a rebinding name cannot slip by.
+    `on_resolved`: called with the DNS observation as soon as name resolution is done, before
+    any connection (the daemon asks a test helper for the control from there, in parallel).
     """
     started_at = clock.now()
     budget = _Budget(clock, settings.timeouts.total)
     scheme, host, port = _split(target.url)
     dns_obs = await _resolve(host, net, budget, settings.timeouts.dns)
+    if on_resolved is not None:
+        on_resolved(dns_obs)
     conns: list[_Connection] = []
     http_obs: HttpObservation | None = None
     throughput: ThroughputObservation | None = None

@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from probe.config import Config, Helper, ProbeSettings
-from probe.control import endpoints
+from probe.control import dns_endpoints
 from probe.helper.client import REASONS, HelperAnswer, HelperClient, HelperEndpoint
 from probe.helper.protocol import THRequest
-from probe.model import Measurement
+from probe.model import DnsObservation, Measurement
 
 log = logging.getLogger("curfew.helpers")
 
@@ -52,14 +52,17 @@ def _endpoint(h: Helper) -> HelperEndpoint:
     return HelperEndpoint(h.url, token_file=h.token_file)
 
 
-def th_request(m: Measurement, settings: ProbeSettings) -> THRequest:
-    """The THRequest for `m`: its URL, the probe's request headers and the endpoints it resolved."""
+def th_request(url: str, dns: DnsObservation | None, settings: ProbeSettings) -> THRequest:
+    """The THRequest for a probe of `url` that resolved `dns`: the URL, the probe's request
+    headers and the endpoints it resolved."""
     headers = {
         "User-Agent": (settings.user_agent,),
         "Accept": (_ACCEPT,),
         "Accept-Language": (_ACCEPT_LANGUAGE,),
     }
-    return THRequest(http_request=m.url, http_request_headers=headers, tcp_connect=tuple(endpoints(m)))
+    return THRequest(
+        http_request=url, http_request_headers=headers, tcp_connect=tuple(dns_endpoints(url, dns))
+    )
 
 
 class HelperPool:
@@ -86,24 +89,33 @@ class HelperPool:
 
     def wanted(self, m: Measurement) -> bool:
         """Whether `m` gets its control from a helper: a non-control target at a vantage with helpers."""
-        if m.vantage not in self._by_vantage:
+        return self.wanted_for(m.vantage, m.target)
+
+    def wanted_for(self, vantage: str, target: str) -> bool:
+        if vantage not in self._by_vantage:
             return False
-        return not any(t.control for t in self.config.targets if t.name == m.target)
+        return not any(t.control for t in self.config.targets if t.name == target)
 
     async def ask(self, m: Measurement) -> HelperAnswer | None:
         """The helpers' answer for `m` (None when `m` gets no helper control), helpers named by
         URL; never raises on a helper's failure: the answer then has no response and says why."""
-        if not self.wanted(m):
+        return await self.ask_for(m.vantage, m.target, m.url, m.dns)
+
+    async def ask_for(
+        self, vantage: str, target: str, url: str, dns: DnsObservation | None
+    ) -> HelperAnswer | None:
+        """`ask` as soon as the probe of (`vantage`, `target`) resolved `dns`, before it connects."""
+        if not self.wanted_for(vantage, target):
             return None
-        client = self._by_vantage[m.vantage]
-        request = th_request(m, self.config.probe)
+        client = self._by_vantage[vantage]
+        request = th_request(url, dns, self.config.probe)
         answer = await client.ask(request, deadline=self.config.probe.timeouts.helper)
         for attempt in answer.attempts:
             self.failures.add(attempt.helper, attempt.reason)
             log.warning(
                 "event=control-failure vantage=%s target=%s helper=%s reason=%s detail=%s",
-                m.vantage,
-                m.target,
+                vantage,
+                target,
                 attempt.helper,
                 attempt.reason,
                 attempt.detail.replace(" ", "_")[:200],

@@ -231,7 +231,10 @@ class ControlRecord:
     in OONI's THResponse JSON shape (a helper's as it came; a control vantage's made from its
     measurement). `failure`: why a helper gave no answer (the verdict then fell back to what
     the vantage alone can say). `measurement`: a control vantage's own measurement as judged
-    with (richer than its THResponse: TLS chains, curfew's failure strings, a proxy's view).
+    with (richer than its THResponse: TLS chains, curfew's failure strings, a proxy's view),
+    kept inline only when its own stored row (`uid`) does not hold what the verdict saw (the
+    control vantage reached this vantage's addresses after that row was stored); `uid`: the
+    control vantage's measurement.
     `controls`: uids of the control targets at the same vantage; `peers`: for a control
     vantage's own verdict (`role` "control_vantage"), uids of the same target at the other
     vantages.
@@ -242,6 +245,7 @@ class ControlRecord:
     response: dict[str, Any] | None = None
     failure: str | None = None
     measurement: Measurement | None = None
+    uid: str | None = None
     controls: tuple[str, ...] = ()
     peers: tuple[str, ...] = ()
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from probe.config import Config, ConfigError
 from probe.daemon import lock
 from probe.metrics.server import listen_problem
-from probe.validation import path_kind
+from probe.values import path_kind
 from probe.vantage import source_address_problem, tls_contexts
 
 

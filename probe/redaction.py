@@ -83,6 +83,13 @@ def remember_secrets(secrets: Iterable[str]) -> None:
         _secrets.update(s for s in secrets if len(s) >= MIN_SECRET)
 
 
+def forget() -> None:
+    """Forget every remembered secret. For tests: a process's secrets are global, and one
+    test's config must not change what another test's `redact` masks."""
+    with _lock:
+        _secrets.clear()
+
+
 def redact(text: str) -> str:
     """`text` with every remembered password and every URL's userinfo masked.
 
@@ -99,9 +106,13 @@ def redact(text: str) -> str:
     return _USERINFO.sub(_mask, text)
 
 
+PLACEHOLDERS = frozenset({"user:password", "user:pass"})
+"""Userinfo that is the example in curfew's own messages ("expected postgresql://user:password@host/db")."""
+
+
 def _mask(match: re.Match[str]) -> str:
     userinfo = match["userinfo"]
     user, _, password = userinfo.partition(":")
-    if password == MASK and "@" not in user and "/" not in user:
-        return match[0]  # masked already (`redact_url`): keep the user name it shows
+    if (password == MASK and "@" not in user and "/" not in user) or userinfo in PLACEHOLDERS:
+        return match[0]  # masked already (`redact_url`), or an example: keep it as it is
     return f"{match['scheme']}{MASK}@"

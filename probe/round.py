@@ -7,7 +7,7 @@ a control vantage are measured at the same time as the target they vouch for.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from probe.analysis.control_vantage import analyze_control_vantage
@@ -19,10 +19,11 @@ from probe.control import from_helper, from_vantage, no_control, own_verdict
 from probe.engine import measure
 from probe.helper.answer import HelperAnswer
 from probe.helper_pool import HelperPool
-from probe.model import Measurement, Result
+from probe.model import DnsObservation, Measurement, Result
 from probe.vantage import VantageNetwork, vantage_network
 
 DEFAULT_CONCURRENCY = 64
+OnResolved = Callable[[Vantage, Target, DnsObservation | None], None]
 
 
 async def measure_pairs(
@@ -30,22 +31,25 @@ async def measure_pairs(
     pairs: Sequence[tuple[Vantage, Target]],
     clock: Clock = SYSTEM_CLOCK,
     concurrency: int = DEFAULT_CONCURRENCY,
-    then: Callable[[Measurement], Awaitable[None]] | None = None,
+    on_resolved: OnResolved | None = None,
 ) -> list[Measurement]:
     """Measure each (vantage, target) with at most `concurrency` probes in flight.
 
-    `then` is started on each measurement as soon as it is done (outside the concurrency
-    limit: asking a helper is not a probe); the round waits for it too.
+    `on_resolved(vantage, target, dns)` is called as soon as a probe's name resolution is done
+    (`engine.measure`'s hook), e.g. to ask a test helper while the probe goes on.
     """
     gate = asyncio.Semaphore(concurrency)
     networks = {v.name: vantage_network(v, config) for v in config.vantages}
 
     async def one(vantage: Vantage, target: Target) -> Measurement:
+        hook = None
+        if on_resolved is not None:
+
+            def hook(dns: DnsObservation | None) -> None:
+                on_resolved(vantage, target, dns)
+
         async with gate:
-            m = await measure(target, networks[vantage.name], config.probe, clock)
-        if then is not None:
-            await then(m)
-        return m
+            return await measure(target, networks[vantage.name], config.probe, clock, on_resolved=hook)
 
     return list(await asyncio.gather(*(one(v, t) for v, t in pairs)))
 
@@ -102,12 +106,12 @@ async def measure_round(
     pairs: Sequence[tuple[Vantage, Target]],
     clock: Clock = SYSTEM_CLOCK,
     concurrency: int = DEFAULT_CONCURRENCY,
-    then: Callable[[Measurement], Awaitable[None]] | None = None,
+    on_resolved: OnResolved | None = None,
 ) -> list[Measurement]:
     """`measure_pairs`, then a second pass in which each control vantage also connects and
     handshakes to the addresses the other vantages resolved and it did not (geo-DNS, CDNs,
     tampered answers), as a helper would: so the same verdicts come out with either."""
-    measurements = await measure_pairs(config, pairs, clock, concurrency, then)
+    measurements = await measure_pairs(config, pairs, clock, concurrency, on_resolved)
     control_vantages = {v.name for v in config.vantages if v.control}
     others = [m for m in measurements if m.vantage not in control_vantages]
     networks = {v.name: vantage_network(v, config) for v in config.vantages if v.control}
@@ -178,20 +182,25 @@ def judge(
 async def run_round(config: Config, clock: Clock = SYSTEM_CLOCK) -> list[Result]:
     """Probe every vantage x target once and judge the results.
 
-    With helpers configured (and no control vantage), each measurement of a non-control
-    target asks its vantage's helpers for the control as soon as it is done.
+    With helpers configured (and no control vantage), each probe of a non-control target asks
+    its vantage's helpers for the control as soon as its name is resolved, in parallel with
+    the rest of the probe.
     """
     pairs = [(v, t) for v in config.vantages for t in config.targets]
     pool = HelperPool(config)
-    answers: dict[tuple[str, str], HelperAnswer] = {}
+    asking: dict[tuple[str, str], asyncio.Future[HelperAnswer | None]] = {}
 
-    async def ask(m: Measurement) -> None:
-        answer = await pool.ask(m)
-        if answer is not None:
-            answers[(m.vantage, m.target)] = answer
+    def ask(vantage: Vantage, target: Target, dns: DnsObservation | None) -> None:
+        if pool.wanted_for(vantage.name, target.name):
+            asking[(vantage.name, target.name)] = asyncio.ensure_future(
+                pool.ask_for(vantage.name, target.name, target.url, dns)
+            )
 
     try:
-        measurements = await measure_round(config, pairs, clock, then=ask)
+        measurements = await measure_round(config, pairs, clock, on_resolved=ask)
+        answers = {pair: answer for pair, question in asking.items() if (answer := await question)}
     finally:
+        for question in asking.values():
+            question.cancel()
         await pool.aclose()
     return judge(config, measurements, helper_answers=answers)

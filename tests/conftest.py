@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from probe import redaction
+
 POSTGRES_ENV = "CURFEW_TEST_POSTGRES"
 
 
@@ -34,6 +36,14 @@ async def _admin(url: str, sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_remembered_secrets() -> Iterator[None]:
+    """Each test starts with no password remembered by another test's config (probe.redaction)."""
+    redaction.forget()
+    yield
+    redaction.forget()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

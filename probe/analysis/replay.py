@@ -2,9 +2,10 @@
 
 Every stored measurement keeps the control it was judged with (`ControlRecord`, see
 `probe.store.mapping.control_dict`): a helper's THResponse as it came, a control vantage's
-measurement, and the uids of the control targets (and, for a control vantage's own verdict,
-of its peers). `rejudge` rebuilds those into the inputs `analyze` had and runs it again, so a
-new analysis can be applied to old data and an old verdict can be checked.
+measurement (by uid: its own row; inline when that row is not what was seen), and the uids
+of the control targets (and, for a control vantage's own verdict, of its peers). `rejudge`
+rebuilds those into the inputs `analyze` had and runs it again, so a new analysis can be
+applied to old data and an old verdict can be checked.
 
 Pure: JSON in, an `Analysis` out. A control target or peer missing from `lookup` (deleted by
 retention) is left out, which can change the verdict; everything else is what the probe saw.
@@ -93,6 +94,8 @@ def rejudge(
     reference: Measurement | None = None
     if source.startswith("vantage:") and x.get("measurement") is not None:
         reference = measurement_from_dict(x["measurement"])
+    elif source.startswith("vantage:") and x.get("uid") in lookup:
+        reference = measurement_from_dict(lookup[x["uid"]])
     elif source.startswith("helper:"):
         reference = helper_control(ControlRecord(source=source, response=observations.get("control")), m)
     return analyze(m, controls=controls, control_vantage=reference, fingerprints=fingerprints)

@@ -39,6 +39,12 @@ def handle(args: argparse.Namespace) -> int:
     if args.since is not None and args.until is not None and args.since >= args.until:
         print("curfew: error: --since must be before --until", file=sys.stderr)
         return EXIT_USAGE
+    skipped: list[str] = []
+
+    def skip(message: str) -> None:
+        skipped.append(message)
+        print(f"curfew export: {message}", file=sys.stderr)
+
     try:
         count = run_async(
             export(
@@ -48,6 +54,7 @@ def handle(args: argparse.Namespace) -> int:
                 until=args.until,
                 vantage=args.vantage,
                 target=args.target,
+                on_skip=skip,
             )
         )
     except (StoreError, OSError) as exc:
@@ -57,5 +64,6 @@ def handle(args: argparse.Namespace) -> int:
         print(f"curfew: error: {redact(str(exc).splitlines()[0])}", file=sys.stderr)
         return EXIT_FAILURE
     sys.stdout.flush()
-    print(f"{count} measurements exported", file=sys.stderr)
+    corrupt = f"; {len(skipped)} with corrupt stored observations skipped" if skipped else ""
+    print(f"{count} measurements exported{corrupt}", file=sys.stderr)
     return EXIT_OK

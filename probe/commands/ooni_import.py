@@ -130,6 +130,8 @@ def summary_line(s: Summary) -> str:
         parts.append(f"{s.other_tests} of another test skipped")
     if s.bad:
         parts.append(f"{s.bad} bad line{'s' if s.bad != 1 else ''} skipped")
+    if s.unreadable:
+        parts.append(f"{s.unreadable} file{'s' if s.unreadable != 1 else ''} could not be read (in full)")
     return "; ".join(parts)
 
 

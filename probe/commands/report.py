@@ -4,6 +4,10 @@
     curfew report --db sqlite:///kz.db                         # the last 14 days with data
     curfew report --config curfew.yaml --since 2019-05-01 --until 2019-05-31 --target youtube
     curfew report --db sqlite:///kz.db --format png --output kz.png
+
+Bounds: --window-days 1 to 3660; a range wider than 3660 days (--since 0001-01-01) is cut to
+the days that have measurements, and exits 2 if those still span more. --output must be a file
+in an existing directory (exit 2 before the database is read otherwise).
 """
 
 from __future__ import annotations

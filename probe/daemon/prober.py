@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from probe import failures
 from probe.analysis.local import local_failure
@@ -25,11 +25,12 @@ from probe.config import Config
 from probe.engine import measure
 from probe.helper.answer import HelperAnswer
 from probe.helper_pool import ControlFailures, HelperPool
-from probe.model import Measurement, Result
+from probe.model import DnsObservation, Measurement, Result
 from probe.round import elsewhere, judge, reach
 from probe.vantage import VantageNetwork, vantage_network
 
 Measure = Callable[[str, str], Awaitable[Measurement]]
+OnResolved = Callable[[DnsObservation | None], None]
 LocalFailureHook = Callable[[str], None]
 """Called with the reason (`probe.failures.LOCAL_REASONS`) of each probe that failed locally."""
 
@@ -81,17 +82,23 @@ class Prober:
         # Controls younger than this are shared: a fraction of the shortest interval, at most a minute.
         self.control_max_age = min(60.0, config.confirm_interval / 2, config.interval / 2)
 
-    async def _measure(self, vantage: str, target: str) -> Measurement:
+    async def _measure(self, vantage: str, target: str, on_resolved: OnResolved | None = None) -> Measurement:
         async with self._gate:
             if self._measure_fn is not None:
                 return await self._measure_fn(vantage, target)
             return await measure(
-                self.config.target(target), self._networks[vantage], self.config.probe, self.clock
+                self.config.target(target),
+                self._networks[vantage],
+                self.config.probe,
+                self.clock,
+                on_resolved=on_resolved,
             )
 
-    def _start(self, vantage: str, target: str) -> asyncio.Future[Measurement]:
+    def _start(
+        self, vantage: str, target: str, on_resolved: OnResolved | None = None
+    ) -> asyncio.Future[Measurement]:
         """Measure now and remember it for others who need the same pair as a control."""
-        task = asyncio.ensure_future(self._measure(vantage, target))
+        task = asyncio.ensure_future(self._measure(vantage, target, on_resolved))
         self._recent[(vantage, target)] = _Fresh(self.clock.monotonic(), task)
         return task
 
@@ -114,7 +121,10 @@ class Prober:
         if not missing:
             return control
         async with self._gate:
-            return await reach(self.config, self._networks[control.vantage], control, missing, self.clock)
+            extended = await reach(self.config, self._networks[control.vantage], control, missing, self.clock)
+        # Short of descriptors while reaching: keep the control as it was measured, with no
+        # hole this machine made (it is stored, and judged, as a measurement of the network).
+        return control if local_failure(extended) is not None else extended
 
     async def aclose(self) -> None:
         if self.helpers is not None:
@@ -129,32 +139,42 @@ class Prober:
         controls that did measure the network (possibly none).
         """
         config = self.config
-        own = self._start(vantage, target)
-        needed: list[tuple[str, str]] = []
-        needed += [(vantage, t.name) for t in config.targets if t.control and t.name != target]
-        needed += [(v.name, target) for v in config.vantages if v.control and v.name != vantage]
-        shared = [self._shared(v, t) for v, t in needed]
-        mine = await own
-        usable = local_failure(mine) is None
-        if usable and config.vantage(vantage).control and connectivity_failure(mine)[0] is not None:
-            # The control vantage failed: only the other vantages can tell an outage (they fail
-            # the same way) from a problem of its own, so they are measured now (or shared).
-            peers = [(v.name, target) for v in config.vantages if not v.control]
-            needed += peers
-            shared += [self._shared(v, t) for v, t in peers]
         helpers = self.helpers
-        # The helper is asked as soon as the vantage's own addresses are known, while the
-        # shared controls finish.
-        asking = (
-            asyncio.ensure_future(helpers.ask(mine))
-            if usable and helpers is not None and helpers.wanted(mine)
-            else None
-        )
+        early: list[asyncio.Future[HelperAnswer | None]] = []
+
+        def resolved(dns: DnsObservation | None) -> None:
+            # The helper is asked as soon as the vantage's own addresses are known, while the
+            # probe connects, fetches and downloads.
+            if helpers is not None and helpers.wanted_for(vantage, target) and not early:
+                url = config.target(target).url
+                early.append(asyncio.ensure_future(helpers.ask_for(vantage, target, url, dns)))
+
+        own = self._start(vantage, target, resolved)
+        asking: asyncio.Future[HelperAnswer | None] | None = None
         try:
+            needed: list[tuple[str, str]] = []
+            needed += [(vantage, t.name) for t in config.targets if t.control and t.name != target]
+            needed += [(v.name, target) for v in config.vantages if v.control and v.name != vantage]
+            shared = [self._shared(v, t) for v, t in needed]
+            mine = await own
+            usable = local_failure(mine) is None
+            if usable and config.vantage(vantage).control and connectivity_failure(mine)[0] is not None:
+                # The control vantage failed: only the other vantages can tell an outage (they
+                # fail the same way) from a problem of its own, so they are measured now (or shared).
+                peers = [(v.name, target) for v in config.vantages if not v.control]
+                needed += peers
+                shared += [self._shared(v, t) for v, t in peers]
+            if usable and early:
+                asking = early[0]
+            elif usable and helpers is not None and helpers.wanted(mine):
+                # No early question (a measurement function without the hook, as in the lab's
+                # simulation): ask right after the probe.
+                asking = asyncio.ensure_future(helpers.ask(mine))
             return await self._judge(config, vantage, target, mine, needed, shared, asking)
         finally:
-            if asking is not None and not asking.done():
-                asking.cancel()  # the run was cancelled (drain): so is its question to the helper
+            for question in [*early, asking]:
+                if question is not None and not question.done():
+                    question.cancel()  # the run was cancelled (drain), or the probe was unusable
 
     async def _judge(
         self,
@@ -177,14 +197,19 @@ class Prober:
             elif m is mine or (m.vantage, m.target) in fresh_keys:  # counted once, by its maker
                 self._local(m)
         pair_measured = bool(measurements) and measurements[0] is mine
+        reached: set[str] = set()
         if pair_measured and not config.vantage(vantage).control:
-            measurements = [mine, *await asyncio.gather(*(self._reach(m, mine) for m in measurements[1:]))]
+            extended = await asyncio.gather(*(self._reach(m, mine) for m in measurements[1:]))
+            reached = {e.vantage for e, m in zip(extended, measurements[1:], strict=True) if e is not m}
+            measurements = [mine, *extended]
         answers = {}
         if asking is not None:
             answer = await asking
             if answer is not None and pair_measured:
                 answers[(vantage, target)] = answer
         results = judge(config, measurements, helper_answers=answers)
+        if pair_measured:
+            results[0] = _inline_if_unstored(results[0], measurements, reached, fresh_keys)
         fresh = [r for r in results if (r.measurement.vantage, r.measurement.target) in fresh_keys]
         return [results[0], *fresh] if pair_measured else fresh
 
@@ -217,3 +242,19 @@ def _unusable(task: asyncio.Future[Measurement]) -> bool:
     if task.cancelled() or task.exception() is not None:
         return True
     return local_failure(task.result()) is not None
+
+
+def _inline_if_unstored(
+    result: Result, measurements: list[Measurement], reached: set[str], fresh: set[tuple[str, str]]
+) -> Result:
+    """`result` with its control vantage's measurement kept inline when no stored row holds
+    what it was judged with: a shared (already stored) control that reached this vantage's
+    addresses afterwards. A fresh control is stored as judged, and names itself by uid."""
+    record = result.control
+    if record is None or record.source is None or not record.source.startswith("vantage:"):
+        return result
+    name = record.source.removeprefix("vantage:")
+    if name not in reached or (name, result.measurement.target) in fresh:
+        return result
+    used = next(m for m in measurements if m.vantage == name and m.target == result.measurement.target)
+    return replace(result, control=replace(record, measurement=used))

@@ -184,7 +184,8 @@ class Daemon:
             await self._bounded("episodes-engine", episodes_engine.dispose(), share(1.0))
             if prober is not None:
                 await self._bounded("helpers", prober.aclose(), share(1.0))
-            await self._bounded("store", store.close(), share(CLOSE_BUDGET))
+            budget = share(CLOSE_BUDGET)  # the flush gives up in time; the rest is the close
+            await self._bounded("store", store.close(timeout=max(budget - 1.0, 0.1)), budget)
             if self.server is not None:
                 await self._bounded("metrics", self.server.close(), max(0.1, deadline - clock()))
             self.signals.detach()

@@ -112,7 +112,9 @@ SCHEDULER_LAG: Final = Family(
     "curfew_scheduler_lag_seconds", "histogram", "Seconds by which a scheduled probe started late."
 )
 SPOOLED: Final = Family(
-    "curfew_spooled_measurements", "gauge", "Measurements waiting in the spool for the database."
+    "curfew_spooled_measurements",
+    "gauge",
+    "Measurements (and episode states) on disk in the journal, waiting for the database.",
 )
 WRITE_ERRORS: Final = Family(
     "curfew_store_write_errors", "counter", "Failed writes of measurements to the database."

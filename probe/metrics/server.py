@@ -14,7 +14,7 @@ descriptors, and its probes failed as if censored). So the server defends the da
 
 - at most `max_connections` at once; a connection beyond that takes the place of the one idle
   the longest (waiting for a request), else of the one whose client has not read for the
-  longest (`STALL_EVICT` at least), else waits in the kernel's backlog;
+  longest (`probe.metrics.admission.choose_victim`), else waits in the kernel's backlog;
 - it stops accepting while fewer than `reserve` descriptors are free (the probes' share);
 - a request head must arrive within `head_timeout` of its first byte (slowloris) and within
   `idle_timeout` of the previous response; a head is at most `MAX_HEAD` bytes;
@@ -30,8 +30,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import os
-import resource
 import socket
 import time
 import zlib
@@ -40,6 +38,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Final
 
+from probe.metrics.admission import FreeDescriptors, Limits, Slot, choose_victim
 from probe.metrics.collector import Metrics
 
 log = logging.getLogger(__name__)
@@ -51,62 +50,8 @@ SEND_BATCH: Final = 1 << 20
 BACKLOG: Final = 64
 ACCEPT_PAUSE: Final = 0.5
 """Seconds to wait before trying again when the server may not (or cannot) accept."""
-RESERVE_MIN: Final = 64
-RESERVE_MAX: Final = 1024
-"""A burst of probes needs a few descriptors each: at 1,024 free, the server's 32 are no threat,
-and under the unit's LimitNOFILE=65536 a busy prober may use the other 64,000 without pausing it."""
-STALL_EVICT: Final = 1.0
-"""A response the client has not read from for this long may be dropped for a newcomer when the
-server is full: a scraper reads as fast as the server writes; a client that does not read is
-not scraping."""
 LOG_EVERY: Final = 60.0
 """At most one line per this many seconds about refused or dropped connections."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one local client (or many) may take from the daemon through the metrics port."""
-
-    max_connections: int = 32
-    """Prometheus keeps one connection per target; a few scrapers and curl fit many times over."""
-    reserve: int | None = None
-    """Descriptors kept free for everything else (probes, store, journal): accepting stops below
-    this. None: a quarter of the soft RLIMIT_NOFILE, at least 64 and at most `RESERVE_MAX`."""
-    idle_timeout: float = 75.0
-    """A kept-alive connection may wait this long for its next request (above a 60 s scrape
-    interval, so Prometheus' connection survives between scrapes)."""
-    head_timeout: float = 10.0
-    """Seconds from the first byte of a request to the end of its head."""
-    write_timeout: float = 10.0
-    """Seconds a response may go without the client taking any of it."""
-    response_timeout: float = 120.0
-    """Seconds to send one whole response (a 10,000-pair exposition takes a few)."""
-    max_requests: int = 1000
-    """Requests served on one connection before it is closed (the scraper reconnects)."""
-
-    def reserved(self) -> int:
-        if self.reserve is not None:
-            return self.reserve
-        soft = _soft_nofile()
-        return RESERVE_MIN if soft is None else max(RESERVE_MIN, min(soft // 4, RESERVE_MAX))
-
-
-def _soft_nofile() -> int | None:
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return None if soft == resource.RLIM_INFINITY else int(soft)
-
-
-def free_descriptors() -> int | None:
-    """How many more descriptors this process may open, or None if it cannot tell (no /proc)."""
-    soft = _soft_nofile()
-    if soft is None:
-        return None
-    try:
-        used = len(os.listdir("/proc/self/fd")) - 1  # the listing's own descriptor
-    except OSError as exc:
-        # Out of descriptors, the listing itself cannot open one: that answers the question.
-        return 0 if exc.errno in (errno.EMFILE, errno.ENFILE) else None
-    return soft - used
 
 
 @dataclass(frozen=True)
@@ -165,14 +110,12 @@ REASONS: Final = {
 }
 
 
-class _Connection:
-    """One client connection, and since when it has waited for a request or for the client to
-    read (either makes it the one to drop for a newcomer when the server is full)."""
+class _Connection(Slot):
+    """One client connection, with what the admission policy reads (`Slot`)."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
+        super().__init__(idle_since=time.monotonic())
         self.writer = writer
-        self.idle_since: float | None = time.monotonic()
-        self.stalled_since: float | None = None
 
     def abort(self) -> None:
         self.writer.transport.abort()  # the handler then sees the connection gone and returns
@@ -189,6 +132,7 @@ class MetricsServer:
         self._connections: dict[asyncio.Task[None], _Connection] = {}
         self._changed = asyncio.Event()
         self._render_gate = asyncio.Semaphore(1)
+        self._free = FreeDescriptors()
         self._refused = 0
         self._logged_at = -LOG_EVERY
         self.host = ""
@@ -227,19 +171,12 @@ class MetricsServer:
         """At the connection cap, or too few descriptors left for the rest of the daemon."""
         if len(self._connections) >= self.limits.max_connections:
             return True
-        free = free_descriptors()
+        free = self._free(time.monotonic())
         return free is not None and free < self.limits.reserved()
 
     def _victim(self) -> _Connection | None:
-        """The connection to drop for a newcomer: the one idle the longest, else the one whose
-        client has not read for the longest (at least `STALL_EVICT` seconds), else None."""
-        conns = self._connections.values()
-        idle = [c for c in conns if c.idle_since is not None]
-        if idle:
-            return min(idle, key=lambda c: c.idle_since or 0.0)
-        stalled_before = time.monotonic() - STALL_EVICT
-        stalled = [c for c in conns if c.stalled_since is not None and c.stalled_since <= stalled_before]
-        return min(stalled, key=lambda c: c.stalled_since or 0.0, default=None)
+        victim = choose_victim(self._connections.values(), time.monotonic())
+        return victim if isinstance(victim, _Connection) else None
 
     async def _accept_loop(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -259,6 +196,7 @@ class MetricsServer:
                 self._note_refused(f"accept-failed:{errno.errorcode.get(exc.errno or 0, exc.errno)}")
                 await asyncio.sleep(ACCEPT_PAUSE)
                 continue
+            self._free.took(client.fileno())
             if not await self._make_room():
                 client.close()
                 self._note_refused("limit")
@@ -318,7 +256,7 @@ class MetricsServer:
                 "refused_or_evicted=%d",
                 why,
                 len(self._connections),
-                free_descriptors(),
+                self._free(time.monotonic()),
                 self._refused,
             )
 

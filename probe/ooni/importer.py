@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from probe.analysis.fingerprints import Fingerprints, default_fingerprints
 from probe.model import Result
-from probe.ooni.judge import control_record, judge
+from probe.ooni.judge import control_record, judge, server_side
 from probe.ooni.parse import Imported, Naming, NotWebConnectivity, parse
 from probe.ooni.read import Line, Progress, read_file
 from probe.ooni.zones import country_zone
@@ -44,6 +44,8 @@ class Summary:
     new: int = 0
     other_tests: int = 0
     bad: int = 0
+    unreadable: int = 0
+    """Files that could not be opened or read to their end (what they held before counts)."""
     verdicts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -83,6 +85,10 @@ def judged(line: Line, options: Options, summary: Summary, report: Report) -> tu
         # Data the analysis cannot take (a shape no test foresaw) costs one measurement, not the run.
         _bad(summary, report, f"{where}: could not be judged ({type(exc).__name__}: {exc})")
         return None
+    marker = server_side(imported.measurement.http) if analysis.verdict == "ok" else None
+    if marker is not None:  # kept with the row: its page is not (see judge.judge)
+        m = imported.measurement
+        imported = replace(imported, measurement=replace(m, labels={**m.labels, "ooni_server_side": marker}))
     summary.imported += 1
     summary.verdicts[analysis.verdict] = summary.verdicts.get(analysis.verdict, 0) + 1
     return imported, Result(imported.measurement, analysis, control_record(imported))
@@ -181,8 +187,8 @@ async def import_files(
 
     `report` gets one line per problem (a bad line with its file and number); `emit` gets each
     result as it is judged (``--json``); `tick` is called after each batch (the progress bar).
-    Raises `StoreError` when the database cannot be opened or written, OSError when a file
-    cannot be read.
+    Raises `StoreError` when the database cannot be opened or written; a file that cannot be
+    read is reported and counted (`Summary.unreadable`).
     """
     summary = Summary()
     try:
@@ -195,7 +201,7 @@ async def import_files(
     try:
         await inventory.load()
         batch: list[Row] = []
-        for line in _lines(paths, progress):
+        for line in _lines(paths, progress, summary, report):
             done = judged(line, options, summary, report)
             if done is None:
                 continue
@@ -212,8 +218,6 @@ async def import_files(
         await _flush(inventory, inserter, batch, summary)
     except StoreError:
         raise
-    except OSError:
-        raise
     except Exception as exc:  # the database: refused, locked, gone
         raise StoreError(_describe(exc)) from exc
     finally:
@@ -222,9 +226,18 @@ async def import_files(
     return summary
 
 
-def _lines(paths: Iterable[str], progress: Progress | None) -> Iterable[Line]:
+def _lines(
+    paths: Iterable[str], progress: Progress | None, summary: Summary, report: Report
+) -> Iterable[Line]:
+    """Every file's lines; a file that cannot be read (missing, a truncated download) is
+    reported and the next one read, keeping what it held up to the damage."""
     for path in paths:
-        yield from read_file(path, progress)
+        try:
+            yield from read_file(path, progress)
+        except OSError as exc:
+            summary.unreadable += 1
+            message = f"{path}: {exc.strerror}" if exc.strerror else str(exc)
+            report(message if message.startswith(path) else f"{path}: {message}")
 
 
 async def _flush(inventory: _Inventory, inserter: bulk.Inserter, batch: list[Row], summary: Summary) -> None:

@@ -19,11 +19,15 @@ own CDN) differs from the helper's page without any censor in the path (`server_
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Final
+from typing import Any, Final
 
 from probe.analysis.fingerprints import Fingerprints
+from probe.analysis.replay import measurement_from_dict
 from probe.analysis.verdict import analyze
+from probe.helper.control import control_measurement
+from probe.helper.protocol import ProtocolError, THResponse
 from probe.model import Analysis, ControlRecord, HttpObservation, Measurement
 from probe.ooni.parse import CONTROL_VANTAGE, Imported
 
@@ -101,7 +105,9 @@ def judge(imported: Imported, fingerprints: Fingerprints | None = None) -> Analy
         controls = (reachability(imported),) if imported.control is not None else ()
     analysis = analyze(m, controls=controls, control_vantage=imported.control, fingerprints=fingerprints)
     if analysis.verdict == "http_blocked" and analysis.fingerprint is None and analysis.failure is None:
-        marker = server_side(m.http)
+        # The page itself is not kept on an "ok" row: the marker travels in the labels, so a
+        # judgement from stored data (rejudge_stored) finds it again.
+        marker = server_side(m.http) or m.labels.get("ooni_server_side")
         if marker is not None:
             return Analysis(
                 "ok",
@@ -122,3 +128,52 @@ def judge(imported: Imported, fingerprints: Fingerprints | None = None) -> Analy
             note = f"; the redirect's next hop {url} (hop {hop}) failed while the test helper followed it"
         return replace(analysis, reason=analysis.reason + note)
     return analysis
+
+
+def rejudge_stored(observations: Mapping[str, Any], fingerprints: Fingerprints | None = None) -> Analysis:
+    """The verdict for an imported measurement, judged again from its stored `observations`
+    (`curfew analyze --rebuild --rejudge`): the test helper's answer kept as its `control`, the
+    redirect chain and OONI's identity kept in its labels, and the same rules as on import."""
+    m = measurement_from_dict(observations)
+    labels = m.labels
+    th = None
+    control = None
+    response = observations.get("control")
+    if isinstance(response, Mapping):
+        try:
+            th = THResponse.from_json(response)
+        except ProtocolError:
+            th = None
+        else:
+            control = control_measurement(
+                th, m.url, vantage=CONTROL_VANTAGE, target=m.target, started_at=m.started_at
+            )
+    chain = tuple(labels["ooni_redirect_chain"].split(" -> ")) if labels.get("ooni_redirect_chain") else ()
+    failed_hop = None
+    if m.http is not None and m.http.failure is not None:
+        failed_hop = chain.index(m.http.url) if m.http.url in chain else 0
+    cc, _, asn = m.vantage.partition("-")
+    imported = Imported(
+        measurement=m,
+        control=control,
+        th_response=th,
+        control_failure=observations.get("control_failure"),
+        test_helper=None,
+        measurement_uid=labels.get("ooni_measurement_uid"),
+        input=labels.get("ooni_input", m.url),
+        report_id=labels.get("ooni_report_id"),
+        probe_cc=cc,
+        probe_asn=asn,
+        probe_network_name=None,
+        ooni_blocking=None,
+        ooni_accessible=None,
+        chain=chain,
+        chain_failed_hop=failed_hop,
+    )
+    return judge(imported, fingerprints)
+
+
+def is_imported(observations: Mapping[str, Any]) -> bool:
+    """Whether stored `observations` came from an OONI import (its labels say so)."""
+    labels = observations.get("labels")
+    return isinstance(labels, Mapping) and labels.get("source") == "ooni"

@@ -155,6 +155,24 @@ def _handshake_from_request(
     return (obs,), None
 
 
+def _system_addresses_only(
+    dns: DnsObservation | None,
+    tcp: tuple[TcpObservation, ...],
+    tls: tuple[TlsObservation, ...],
+    entries: list[Mapping[str, Any]],
+) -> tuple[tuple[TcpObservation, ...], tuple[TlsObservation, ...]]:
+    """LTE also connects to addresses its other resolvers and the helper found; the classic view
+    (ts-017) keeps the connects and handshakes to the system resolver's answers, or a tampered
+    answer would hide behind a real address another resolver gave."""
+    if dns is None or not dns.answers or not any(fields.tags(e) for e in entries):
+        return tcp, tls
+    answers = set(dns.answers)
+    kept_tcp = tuple(o for o in tcp if o.address in answers)
+    if not kept_tcp:
+        return tcp, tls  # it connected to none of them: keep what it did
+    return kept_tcp, tuple(o for o in tls if o.address in answers)
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -459,6 +477,7 @@ def parse(ooni: Mapping[str, Any], naming: Naming | None = None) -> Imported:
     dns = _dns(listed("queries"), host, fields.failure(test_keys.get("dns_experiment_failure")))
     tcp = _tcp(listed("tcp_connect"), port)
     tls = _tls(listed("tls_handshakes"), host, port, tcp) if urlsplit(url).scheme == "https" else ()
+    tcp, tls = _system_addresses_only(dns, tcp, tls, listed("tcp_connect"))
     addresses = {
         e.get("transaction_id"): str(e.get("ip")) for e in listed("tcp_connect") if e.get("transaction_id")
     }

@@ -41,7 +41,11 @@ class Progress:
 
 def _open(path: str) -> IO[bytes]:
     if path == "-":
-        return sys.stdin.buffer
+        stdin = sys.stdin.buffer
+        peek = getattr(stdin, "peek", None)
+        if peek is not None and peek(2)[:2] == GZIP_MAGIC:  # `zcat` not needed: gzip on stdin too
+            return gzip.GzipFile(fileobj=stdin, mode="rb")  # type: ignore[return-value]
+        return stdin
     raw = open(path, "rb")  # noqa: SIM115  # closed by the caller through the gzip wrapper or itself
     if raw.read(2) == GZIP_MAGIC:
         raw.seek(0)

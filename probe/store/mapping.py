@@ -69,6 +69,8 @@ def control_dict(control: ControlRecord) -> dict[str, Any]:
     }
     if control.peers:
         extra["peers"] = list(control.peers)
+    if control.uid is not None:
+        extra["uid"] = control.uid
     if control.measurement is not None:
         extra["measurement"] = measurement_dict(control.measurement, keep_body_sample=False)
     return {"control": control.response, "control_failure": control.failure, "x_control": extra}

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from probe.analysis.fingerprints import Fingerprints, default_fingerprints
 from probe.analysis.replay import rejudge
+from probe.ooni.judge import is_imported, rejudge_stored
 from probe.store import tables
 
 WINDOW: Final = timedelta(minutes=10)
@@ -67,7 +68,10 @@ async def rejudge_all(conn: AsyncConnection, fingerprints: Fingerprints | None =
         for row in rows:
             if not start <= row.started_at < end:
                 continue
-            analysis = rejudge(lookup[row.uid], lookup, fps)
+            stored = lookup[row.uid]
+            # An imported OONI measurement is judged by the import's rules (its control is the
+            # test helper's answer; no control target was stored with it).
+            analysis = rejudge_stored(stored, fps) if is_imported(stored) else rejudge(stored, lookup, fps)
             judged += 1
             encoded = orjson.dumps(analysis)
             if orjson.loads(encoded) == _json(row.analysis):

@@ -1,8 +1,8 @@
-"""The journal: measurements on disk before they are in the database.
+"""The journal: measurements (and episode states) on disk before they are in the database.
 
 The spool is a directory of numbered segment files (``0000000000000042.spool``), one line per
-measurement: the segment's number, a tab, then the row (tab-separated JSON, see
-`mapping.spool_line`).
+measurement or episode state: the segment's number, a tab, then the row (tab-separated JSON,
+see `mapping.spool_line`).
 
 `append` queues a line and `write` puts the queued lines into the current segment with one
 unbuffered `writev`; the store calls `write` once per turn of its event loop (group commit), so
@@ -30,7 +30,13 @@ deleted, not recycled.
 
 Rows of the first segments are also kept in memory (up to `memory_rows`) so the writer does
 not re-read what it just wrote; past that bound, while the database is down, segments live on
-disk only and are read back when their turn comes.
+disk only and are read back when their turn comes. Reading back (spool_read.py) keeps every
+row it can and says what it skipped; poison lines go to ``<seq>.rejected``.
+
+A write that fails (a full disk) leaves that segment's rows in memory only, counted in
+`unjournaled` (never in what is on disk) until the database takes them or `write_out` puts
+the whole segment on disk again (a new file renamed over the old); the store retries that
+while the database is down, and names at close whatever neither took (`not_on_disk`).
 """
 
 from __future__ import annotations
@@ -125,7 +131,9 @@ class Spool:
                 self.pending += seg.count
         for path in directory.glob(f"*{SUFFIX}{TMP_SUFFIX}"):  # a rewrite cut short: the
             path.unlink(missing_ok=True)  # segment it was for is still there as it was
-        self._free = sorted(directory.glob(f"*{FREE_SUFFIX}"))
+        # Only plain files are reused (a directory or a link named *.free is left alone).
+        free = directory.glob(f"*{FREE_SUFFIX}")
+        self._free = sorted(p for p in free if p.is_file() and not p.is_symlink())
         for path in self._free[FREE_FILES:]:
             path.unlink(missing_ok=True)
         del self._free[FREE_FILES:]

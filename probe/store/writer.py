@@ -205,8 +205,10 @@ class Store:
             self._wake.set()
             await self._progress.wait()
 
-    async def close(self) -> int:
-        """Flush, stop the writer and release the spool; safe to call twice.
+    async def close(self, timeout: float | None = None) -> int:
+        """Flush, stop the writer and release the spool; safe to call twice. With `timeout`,
+        the flush is given up after that many seconds (what the database has not taken stays
+        in the journal), so a stop is bounded whatever the database does.
 
         Returns how many measurements are lost: neither in the database nor on disk (the
         journal could not be written, and the database did not take them either). They are
@@ -216,12 +218,18 @@ class Store:
             return self.lost
         self._closing = True
         try:
-            await self.flush()
+            if timeout is None:
+                await self.flush()
+            else:
+                try:
+                    await asyncio.wait_for(self.flush(), timeout)
+                except TimeoutError:
+                    log.warning(event("store-flush-cut", after_s=timeout, spooled=self.spooled))
         finally:
             self._closed = True
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # A write stuck in a driver that does not heed the cancellation is left behind.
+            await asyncio.wait({self._task}, timeout=self._dispose_timeout)
             try:
                 if self._spool.unjournaled:
                     self._spool.write()

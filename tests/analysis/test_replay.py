@@ -75,6 +75,19 @@ def test_a_control_vantage_verdict_is_judged_again_from_its_stored_measurement()
     assert analysis.verdict == "tcp_blocked"
     obs = stored(Result(m, analysis, from_vantage(cv, m, [c])))
     assert obs["control"]["tcp_connect"]["31.13.72.36:443"] == {"status": True, "failure": None}
+    # The control vantage's measurement is its own row, named by uid, not a second copy.
+    assert obs["x_control"]["uid"] == cv.uid and "measurement" not in obs["x_control"]
+    lookup = {c.uid: stored(Result(c, analyze(c))), cv.uid: stored(Result(cv, analyze(cv)))}
+    assert rejudge(obs, lookup) == analysis
+
+
+def test_a_control_vantage_measurement_not_stored_as_seen_is_kept_inline() -> None:
+    m = measurement(answers=("31.13.72.36",), tcp_failure="generic_timeout_error")
+    cv = also_reached(at_control_vantage(answers=("157.240.0.35",)), ("31.13.72.36",))
+    c = control()
+    analysis = analyze(m, controls=[c], control_vantage=cv)
+    obs = stored(Result(m, analysis, from_vantage(cv, m, [c], inline=True)))
+    assert obs["x_control"]["measurement"]["tls"][-1]["address"] == "31.13.72.36"
     assert rejudge(obs, {c.uid: stored(Result(c, analyze(c)))}) == analysis
 
 

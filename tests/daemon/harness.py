@@ -178,8 +178,17 @@ class Relay:
         self.port = free_port()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.frozen = False
+
+    async def freeze(self) -> None:
+        """The database hangs: connections stay open and new ones are accepted, and nothing
+        goes through in either direction (until `cut`)."""
+        self.frozen = True
+        for writer in self._writers:
+            writer.transport.pause_reading()
 
     async def restore(self) -> None:
+        self.frozen = False
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
 
     async def cut(self) -> None:
@@ -194,6 +203,9 @@ class Relay:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         from probe.lab.splice import splice
 
+        if self.frozen:
+            self._writers.add(writer)  # held open, never answered; `cut` aborts it
+            return
         try:
             upstream = await asyncio.open_connection(*self.upstream)
         except OSError:

@@ -185,6 +185,40 @@ async def test_database_lost_later_sigterm_exits_0_and_the_journal_brings_every_
     assert await stored(database_url) == made + len(second.measurement_lines())
 
 
+async def test_a_database_that_hangs_mid_run_does_not_hold_the_stop_and_loses_nothing(
+    daemon: Daemon, tmp_path: Path, database_url: str
+) -> None:
+    outage = Outage(database_url)
+    if outage.relay is None:
+        pytest.skip("a server that hangs mid-run needs a network database")
+    await outage.relay.restore()
+    try:
+        daemon.write(offline_config(tmp_path, outage.served))
+        await daemon.start()
+        await daemon.wait_for(lambda: len(daemon.measurement_lines()) >= 2, 30, "some measurements")
+        await outage.relay.freeze()  # open connections and new ones alike: no answer, ever
+        made = len(daemon.measurement_lines())
+        await daemon.wait_for(lambda: len(daemon.measurement_lines()) >= made + 3, 30, "probing to go on")
+        code = await stop_within(daemon, GRACE + CLOSE_BUDGET + EXIT_BOUND + SLACK)
+    finally:
+        await outage.relay.cut()
+    assert code == 0
+    stopped = next(line for line in daemon.lines if "event=stopped " in line)
+    assert "spooled=0" not in stopped, stopped  # the hung database took nothing after the freeze
+    no_traceback(daemon)
+    made = len(daemon.measurement_lines())
+
+    # What the hung database did not take was journaled: the next start writes it.
+    second = Daemon(daemon.config_path, offline_config(tmp_path, database_url))
+    try:
+        await second.start()
+        await second.wait_for(lambda: len(second.measurement_lines()) >= 1, 30, "probing to resume")
+        assert await second.stop() == 0
+    finally:
+        await second.kill()
+    assert await stored(database_url) == made + len(second.measurement_lines())
+
+
 @pytest.fixture
 def black_hole() -> Iterator[int]:
     """A PostgreSQL port that completes TCP handshakes (the kernel's backlog) and never says a

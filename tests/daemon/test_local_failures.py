@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from probe.daemon.prober import Prober, own_result
 from probe.daemon.scheduler import Scheduler
 from probe.model import DnsObservation, Measurement, Result
-from tests.daemon.test_prober_scheduler import FakeNetwork, config
+from tests.daemon.test_prober_scheduler import FakeNetwork, config, fake
 
 EMFILE = "local_failure: emfile"
 
@@ -115,3 +116,35 @@ async def test_own_result_is_the_pairs_own_or_none() -> None:
     controls_only = await prober.run("kz", "fb")
     assert controls_only and own_result(("kz", "fb"), controls_only) is None
     assert own_result(("kz", "fb"), []) is None
+
+
+async def test_a_control_extended_while_short_of_descriptors_is_kept_as_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The control vantage connects to the addresses the vantage resolved (as a helper would);
+    if that fails on this machine, the control is stored as it was, with no local hole."""
+    from dataclasses import replace
+
+    from probe.daemon import prober as prober_module
+    from probe.model import TcpObservation
+
+    async def measure(target: Any, net: Any, settings: Any, clock: Any, **_: Any) -> Measurement:
+        m = fake(net.name, target.name, blocked=False)
+        if net.name == "kz" and m.dns is not None:  # a geo-DNS answer the control vantage did not get
+            m = replace(m, dns=replace(m.dns, answers=("127.0.9.7",)))
+        return m
+
+    async def reach(
+        config: Any, network: Any, control: Measurement, addresses: Any, clock: Any
+    ) -> Measurement:
+        hole = TcpObservation(addresses[0], 443, 0.0, 0.001, failure=EMFILE)
+        return replace(control, tcp=(*control.tcp, hole))
+
+    monkeypatch.setattr(prober_module, "measure", measure)
+    monkeypatch.setattr(prober_module, "reach", reach)
+    prober = Prober(config())
+    results = await prober.run("kz", "fb")
+    assert pairs(results) == [("kz", "fb"), ("kz", "wiki"), ("ctl", "fb")]
+    stored_control = results[2].measurement
+    assert [obs.failure for obs in stored_control.tcp] == [None]
+    assert all(r.analysis.failure is None or "local_failure" not in r.analysis.failure for r in results)

@@ -35,3 +35,23 @@ async def test_a_working_control_vantage_does_not_probe_the_other_vantages() -> 
     results = await prober.run("ctl", "fb")
     assert results[0].analysis.verdict == "ok"
     assert {(v, t) for v, t, _ in net.calls} == {("ctl", "fb"), ("ctl", "wiki")}
+
+
+def test_a_shared_control_extended_after_it_was_stored_is_kept_inline() -> None:
+    from dataclasses import replace
+
+    from probe.control import from_vantage
+    from probe.daemon.prober import _inline_if_unstored
+    from probe.model import Analysis, Result
+
+    from .test_prober_scheduler import fake
+
+    mine, cv = fake("kz", "fb", False), fake("ctl", "fb", False)
+    extended = replace(cv, tcp=cv.tcp + cv.tcp)  # what reach() returns: a new object
+    ok = Analysis("ok", None, None, "ok")
+    result = Result(mine, ok, from_vantage(extended, mine))
+    kept = _inline_if_unstored(result, [mine, extended], {"ctl"}, fresh=set())
+    assert kept.control is not None and kept.control.measurement is extended
+    # Fresh (stored now, as extended) or not extended at all: its own row is what was seen.
+    assert _inline_if_unstored(result, [mine, extended], {"ctl"}, fresh={("ctl", "fb")}) is result
+    assert _inline_if_unstored(result, [mine, extended], set(), fresh=set()) is result

@@ -172,6 +172,19 @@ def test_the_daemon_never_logs_exports_or_spools_the_password(config_path: Path,
     assert_clean("data_dir", spooled.decode("utf-8", "replace"))
 
 
+def test_a_raw_at_sign_in_the_database_password_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    """SQLAlchemy would end the password at its first "@" and take the rest for the host."""
+    data = config(tmp_path)
+    data["database"] = f"postgresql://curfew:{DB_PASSWORD}@127.0.0.1:5432/curfew"  # "@" not encoded
+    path = tmp_path / "raw.yaml"
+    path.write_text(yaml.safe_dump(data))
+    for command in ("check", "run"):
+        done = curfew(command, "--config", str(path), cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert "database: " in done.stderr and "percent-encoded (%40)" in done.stderr
+        assert_clean(command, done.stdout + done.stderr)
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [

@@ -184,3 +184,20 @@ async def test_a_metrics_address_that_cannot_be_bound_is_refused_and_the_old_one
     assert "changed=interval " in reloaded + " "  # the rest of the file took effect
     assert await reachable(old_metrics)
     assert await daemon.stop() == 0
+
+
+async def test_a_sighup_storm_leaves_the_daemon_probing_and_stopping_cleanly(daemon: Daemon) -> None:
+    await daemon.start()
+    daemon.write(dict(daemon.config, max_concurrency=5))
+    for _ in range(50):
+        daemon.send(signal.SIGHUP)
+        await asyncio.sleep(0.01)
+    await daemon.wait_for(lambda: daemon.seen("changed=max_concurrency"), 30, "the reload to apply")
+    before = len(daemon.measurement_lines())
+    await daemon.wait_for(lambda: len(daemon.measurement_lines()) >= before + 2, 30, "probing to go on")
+    assert await daemon.stop() == 0
+    assert daemon.seen("event=stopped ")
+    assert not any("Traceback" in line for line in daemon.lines)
+    # The inventory, synced again by each reload (each cancelling the last), is in place.
+    (count,) = (await query(daemon.config["database"], "SELECT count(*) FROM vantages WHERE active"))[0]
+    assert count == 1

@@ -108,7 +108,7 @@ def test_the_descriptor_limit_fits_the_largest_config() -> None:
     from annotated_types import Le
 
     from probe.config import Config, ProbeSettings
-    from probe.metrics.server import RESERVE_MAX, Limits
+    from probe.metrics.admission import RESERVE_MAX, Limits
 
     soft, hard = _nofile()
     ceiling = next(m.le for m in Config.model_fields["max_concurrency"].metadata if isinstance(m, Le))

@@ -421,3 +421,20 @@ def test_the_shipped_kazakhstan_scenario_carries_its_networks() -> None:
         checked = Vantage(name=v.name, probe_cc=v.probe_cc, probe_asn=v.probe_asn)  # the config's validation
         assert network({"probe_cc": checked.probe_cc or "", "probe_asn": checked.probe_asn or ""}) is not None
         assert v.probe_network_name
+
+
+def test_the_command_names_and_counts_corrupt_rows(
+    db: tuple[str, list[Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, stored = db
+    bad = stored[0].measurement.uid
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        conn.execute("UPDATE measurements SET analysis = 'not json' WHERE uid = ?", (bad,))
+    parser = argparse.ArgumentParser()
+    export_command.register(parser.add_subparsers())
+    args = parser.parse_args(["export", "--ooni", "--db", url])
+    assert args.handler(args) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == len(stored) - 1
+    assert f"curfew export: measurement {bad}: corrupt stored observations" in err
+    assert f"{len(stored) - 1} measurements exported; 1 with corrupt stored observations skipped" in err

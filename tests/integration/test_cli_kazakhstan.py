@@ -182,3 +182,17 @@ def test_the_control_vantage_is_judged_too(lab_at, tmp_path: Path) -> None:  # t
             "connection_refused",
         ), vantage
         assert records[(vantage, "site")]["verdict"] == "ok"
+
+
+@pytest.mark.parametrize("scenario", [SCENARIO, HELPER_ONLY], ids=["control-vantage", "helper"])
+def test_9_may_2019_the_geo_dns_node_is_syn_dropped_too(lab_at, scenario: Path) -> None:  # type: ignore[no-untyped-def]
+    # kz-astana's YouTube answer is its own CDN node (127.0.1.23), dropped like the rest: the
+    # control (the control vantage, or the helper) validated that address, so it is TCP.
+    records = probe_once(lab_at("2019-05-09T14:00:00+06:00", scenario))
+    astana = records[("kz-astana", "youtube")]
+    assert astana["observations"]["dns"]["answers"] == ["127.0.1.23"]  # type: ignore[index]
+    assert (astana["verdict"], astana["operation"], astana["failure"]) == (
+        "tcp_blocked",
+        "tcp_connect",
+        "generic_timeout_error",
+    ), astana["reason"]

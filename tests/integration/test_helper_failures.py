@@ -16,6 +16,7 @@ from probe.config import Config, parse_config
 from probe.daemon.prober import Prober
 from probe.metrics import Metrics
 from probe.metrics.control import ControlFailureCollector
+from probe.model import Measurement
 from probe.store.mapping import result_row
 from tests.daemon.test_prober_scheduler import FakeNetwork
 
@@ -40,12 +41,18 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+ARRIVALS: list[float] = []
+
+
 @pytest.fixture
 async def silent_helper() -> AsyncIterator[str]:
-    """Accepts, reads the request and never answers (a helper stuck or a tarpit)."""
+    """Accepts, reads the request and never answers (a helper stuck or a tarpit).
+    `ARRIVALS` gets the monotonic time each connection came in."""
     held: list[asyncio.StreamWriter] = []
+    ARRIVALS.clear()
 
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ARRIVALS.append(time.monotonic())
         held.append(writer)
         await reader.read(65536)
 
@@ -119,3 +126,62 @@ async def test_control_targets_are_not_sent_to_the_helper() -> None:
         await prober.aclose()
     assert stored(result_row(results[0]))["x_control"]["source"] is None
     assert sum(prober.control_failures.snapshot().values()) == 0
+
+
+async def test_a_run_cancelled_while_asking_leaves_no_question_behind(silent_helper: str) -> None:
+    # Drain cancels runs that outlive the grace period: the helper's question goes with them,
+    # also when the run was still waiting for a slow control target, not for the helper.
+    net = FakeNetwork()
+
+    async def slow_controls(vantage: str, target: str) -> Measurement:
+        if target == "wiki":
+            await asyncio.sleep(30)
+        return await net(vantage, target)
+
+    prober = Prober(helper_config(silent_helper, timeout=30.0), measure_fn=slow_controls)
+    try:
+        run = asyncio.ensure_future(prober.run("kz", "fb"))
+        await asyncio.sleep(0.5)
+        assert not run.done()
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        await asyncio.sleep(0.2)  # a cancelled question ends at once; a forgotten one waits 30 s
+        pending = [t for t in asyncio.all_tasks() if not t.done() and "HelperPool.ask" in repr(t.get_coro())]
+        assert pending == []
+    finally:
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task() and "_measure" in repr(task.get_coro()):
+                task.cancel()
+        await prober.aclose()
+
+
+async def test_the_helper_is_asked_while_the_probe_is_still_running(silent_helper: str) -> None:
+    # The target is a silent server too: the probe waits out its HTTP deadline, and the
+    # question to the helper went out as soon as the name (here an address) was known.
+    async def tarpit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(tarpit, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = parse_config(
+        {
+            "helpers": [{"url": silent_helper}],
+            "probe": {"timeouts": {"helper": 3.0, "http_request": 1.5, "total": 5.0}},
+            "vantages": [{"name": "kz"}],
+            "targets": [{"name": "slow", "url": f"http://127.0.0.1:{port}/"}],
+        }
+    )
+    prober = Prober(config)
+    try:
+        start = time.monotonic()
+        results = await prober.run("kz", "slow")
+    finally:
+        await prober.aclose()
+        server.close()
+        await server.wait_closed()
+    probe_end = start + results[0].measurement.runtime
+    assert results[0].measurement.runtime >= 1.4  # the probe really waited
+    assert ARRIVALS and ARRIVALS[0] < probe_end - 1.0, (ARRIVALS, probe_end)

@@ -134,22 +134,32 @@ def test_gzip_file_and_a_single_document(tmp_path: Path, capsys: pytest.CaptureF
     assert [r[2] for r in _rows(_db(tmp_path))][-1] == "tls_mitm"
 
 
-def test_a_truncated_gzip_keeps_what_came_before_and_fails(
+def test_a_truncated_gzip_keeps_what_came_before_and_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     gz = tmp_path / "cut.jsonl.gz"
     data = gzip.compress("".join(json.dumps(m) + "\n" for m in _every_technique(False)).encode())
     gz.write_bytes(data[: len(data) * 2 // 3])
-    assert main(["import", "--ooni", str(gz), "--db", _db(tmp_path)]) == 1
-    assert "truncated gzip file" in capsys.readouterr().err
+    after = _jsonl(tmp_path / "after.jsonl", [measurement("tcp", serial=77)])
+    assert main(["import", "--ooni", str(gz), str(after), "--db", _db(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert f"{gz}: truncated gzip file" in err
+    assert "1 file could not be read (in full)" in err
+    rows = _rows(_db(tmp_path))
+    assert 1 < len(rows) < 14  # the lines before the damage, and the next file
+    assert rows[-1][2] == "tcp_blocked"
 
 
-def test_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+def test_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], compressed: bool
+) -> None:
     import io
     import sys
 
-    text = "".join(json.dumps(m) + "\n" for m in _every_technique(True)[:3])
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    data = "".join(json.dumps(m) + "\n" for m in _every_technique(True)[:3]).encode()
+    data = gzip.compress(data) if compressed else data
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(data))))
     assert main(["import", "--ooni", "-", "--db", _db(tmp_path)]) == 0
     assert "3 measurements imported" in capsys.readouterr().err
 
@@ -179,7 +189,9 @@ def test_bad_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_a_missing_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["import", "--ooni", str(tmp_path / "nope.jsonl"), "--db", _db(tmp_path)]) == 1
-    assert "nope.jsonl" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'nope.jsonl'}: No such file or directory" in err
+    assert "0 measurements imported" in err
 
 
 def test_targets_and_vantages_renamed_and_local_hour_from_the_country(tmp_path: Path) -> None:
@@ -301,3 +313,32 @@ def test_progress_bar_on_a_terminal_only(
         .splitlines()[-1]
         .endswith("curfew import: 600 measurements imported (600 new, 0 already stored); verdicts: ok 600")
     )  # bar cleared
+
+
+@pytest.mark.parametrize("lte", [False, True], ids=["classic", "lte"])
+def test_analyze_rejudge_keeps_the_imported_verdicts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lte: bool
+) -> None:
+    """Judged again from what the store kept (the helper's answer, the chain, the bot-check
+    marker of a page that is not kept), every imported measurement gets the same verdict."""
+    items = _every_technique(lte)
+    no_control = measurement("tcp", lte=lte, start="2019-07-20 23:00:00", serial=99)
+    no_control["test_keys"].update(control={}, control_failure="generic_timeout_error")
+    captcha_in_body = measurement("captcha", lte=lte, start="2019-07-20 23:30:00", serial=98)
+    response = captcha_in_body["test_keys"]["requests"][0]["response"]
+    response["headers_list"] = [["Content-Type", "text/html"], ["Server", "cloudflare"]]
+    response["headers"] = dict(response["headers_list"])
+    path = _jsonl(tmp_path / "wc.jsonl", [*items, no_control, captcha_in_body])
+    db = _db(tmp_path)
+    assert main(["import", "--ooni", str(path), "--db", db]) == 0
+    before = _rows(db)
+    assert before[-2][2] == "inconclusive" and before[-1][2] == "ok"
+    config = tmp_path / "curfew.yaml"
+    config.write_text(
+        f"database: {db}\nvantages:\n  - name: KZ-AS9198\n    timezone: Asia/Almaty\n"
+        "targets:\n  - name: www.facebook.com\n    url: https://www.facebook.com/\n"
+    )
+    capsys.readouterr()
+    assert main(["analyze", "--rebuild", "--rejudge", "--config", str(config)]) == 0
+    assert f"{len(before)} measurements judged again, 0 changed" in capsys.readouterr().out
+    assert _rows(db) == before

@@ -225,3 +225,20 @@ def test_the_sites_own_geo_block_is_not_blocked(body: str) -> None:
     response["headers"] = dict(response["headers_list"])
     got = judge(parse(m))
     assert got.verdict == "ok" and "refusal" in got.reason
+
+
+def test_lte_a_tampered_answer_does_not_hide_behind_another_resolvers_address() -> None:
+    """getaddrinfo got a wrong (public) address that refuses connections; LTE also connected to
+    the real address its DNS-over-UDP lookup found and fetched the page there. The classic view
+    keeps the system resolver's addresses only: DNS tampering."""
+    m = measurement("ok", lte=True)
+    keys = m["test_keys"]
+    keys["queries"][0]["answers"] = [{"answer_type": "A", "ipv4": "5.255.255.5", "ttl": None}]
+    keys["queries"][1]["answers"] = None
+    wrong = {**keys["tcp_connect"][0], "ip": "5.255.255.5", "transaction_id": 9}
+    wrong["status"] = {"blocked": True, "failure": "connection_refused", "success": False}
+    keys["tcp_connect"].append(wrong)
+    imported = parse(m)
+    assert [o.address for o in imported.measurement.tcp] == ["5.255.255.5"]
+    assert imported.measurement.tls == ()
+    assert judge(imported).verdict == "dns_blocked"

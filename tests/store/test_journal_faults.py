@@ -76,6 +76,7 @@ async def test_a_wrongly_typed_journal_line_is_set_aside_and_the_rest_flow(
     assert uids(await rows()) == expected
     (rejected,) = spool_dir.glob("*.rejected")
     assert rejected.read_bytes() == lines[7].split(b"\t", 1)[1]  # as a spool line, untagged
+    assert rejected.stat().st_mode & 0o777 == 0o600  # measurements are for the operator only
     logged = [r.getMessage() for r in caplog.records if "journal-line" in r.getMessage()]
     assert any(f"line=8 uid={bad_uid}" in m and "not a spooled measurement" in m for m in logged), logged
 
@@ -194,6 +195,7 @@ async def test_a_directory_named_like_a_segment_is_skipped_with_a_word(
     _, _, written = good_segment(spool_dir, 1, 5)
     odd = spool_dir / f"{2:016d}.spool"
     odd.mkdir()
+    (spool_dir / f"{3:016d}.free").mkdir()  # not a file to reuse either
     (spool_dir / "notes.spool").write_text("a person's file\n")
     store = await replay(database_url, spool_dir)
     for r in results(3, start=T0 + timedelta(hours=2)):

@@ -82,3 +82,21 @@ def test_connections_have_a_connect_timeout_by_default() -> None:
     """asyncpg's own default (60 s) held the daemon's start for minutes."""
     engine = create_engine("postgresql://curfew:secret@127.0.0.1:5432/curfew")
     assert engine.pool.timeout() == CONNECT_TIMEOUT <= 10
+
+
+async def test_close_with_a_timeout_gives_up_the_flush_in_time_and_keeps_the_rows(
+    black_hole: str, spool_dir: Path
+) -> None:
+    """A connect timeout longer than the stop's budget: close(timeout) is the bound."""
+    store = await Store.open(
+        black_hole, spool_dir, batch_size=50, flush_interval=0.05, migrate=False, connect_timeout=30
+    )
+    submitted = results(60)
+    for r in submitted:
+        store.submit(r)
+    with Stopwatch() as closing:
+        assert await store.close(timeout=1.0) == 0
+    assert closing.seconds < BOUND
+    again = await Store.open(black_hole, spool_dir, migrate=False, connect_timeout=0.5)
+    assert again.spooled == len(submitted)  # all of them in the journal for the next run
+    await again.close(timeout=1.0)

@@ -79,6 +79,7 @@ def assert_refused(done: subprocess.CompletedProcess[str], tmp_path: Path, key: 
         ("database", "postgresql://curfew:secret@db:99999/curfew", "database"),
         ("database", "sqlite:///:memory:", "database"),
         ("database", "postgresql://curfew@db/curfew?sslmode=require", "database"),
+        ("database", "postgresql://curfew:p@ss@db/curfew", "database"),  # "@" must be %40
         ("probe.timeouts.total", 1e-300, "probe.timeouts.total"),
         ("data_dir", "/proc/curfew-data", "data_dir"),  # root passes os.access, not a real write
     ],
@@ -89,9 +90,17 @@ def test_values_run_cannot_use_are_refused_naming_the_key(
     assert_refused(check(tmp_path, changed(path, value)), tmp_path, key)
 
 
-def test_a_ca_bundle_that_is_not_pem_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not base64",
+        "AAAA",  # base64, but no DER certificate: the config's own check refuses it (so does SIGHUP)
+        "MAMBAgM=",  # a DER SEQUENCE, not a certificate: only OpenSSL can tell (check and run do)
+    ],
+)
+def test_a_ca_bundle_that_is_not_a_certificate_is_refused(tmp_path: Path, body: str) -> None:
     bundle = tmp_path / "ca.pem"
-    bundle.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    bundle.write_text(f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n")
     assert_refused(check(tmp_path, changed("tls.ca_bundle", str(bundle))), tmp_path, "tls.ca_bundle")
 
 

@@ -145,6 +145,8 @@ EDGE_VALUES: list[Any] = [
     "a b c",
 ]
 
+EDGE_NUMBERS: list[Any] = [0, 0.01, 1, 2, 16, 17, 30, 100, 3600, 3601, 86400, 604800, 36500, 1024, 2**30]
+
 
 def _ca_pem(tmp: Path) -> Path:
     from probe.lab.ca import LabCA
@@ -174,7 +176,7 @@ def _seeds(tmp: Path) -> list[dict[str, Any]]:
     seeds = [shipped, _lab_config(tmp)]
     for seed in seeds:
         # Write only under tmp, listen where nobody else does: every machine's 9716 may be taken.
-        seed["data_dir"] = str(tmp / "data")
+        seed["data_dir"] = "data"  # relative: each case runs in a directory of its own
         seed["metrics"] = {"listen": "127.0.0.1:0"}
     # The lab's with test helpers too (a token file, one vantage with its own list).
     token = tmp / "helper.token"
@@ -209,7 +211,14 @@ def _nested(depth: int) -> Any:
 
 
 def _mutate_value(rng: random.Random, doc: dict[str, Any], files: list[str]) -> str:
-    path = rng.choice([p for p in _paths(doc) if p])
+    paths = [p for p in _paths(doc) if p]
+    numbers = [p for p in paths if type(_parent(doc, p)[p[-1]]) in (int, float)]
+    if numbers and rng.random() < 0.3:
+        # A number at or near a bound: often valid, and where it is, run must cope with it.
+        path = rng.choice(numbers)
+        _parent(doc, path)[path[-1]] = rng.choice(EDGE_NUMBERS)
+        return yaml.safe_dump(doc, sort_keys=False)
+    path = rng.choice(paths)
     parent = _parent(doc, path)
     pool = (EDGE_VALUES if rng.random() < 0.4 else WRONG_VALUES) + files
     action = rng.random()
@@ -265,9 +274,11 @@ def _cases(tmp: Path) -> Iterator[bytes]:
 
 
 def build_like_run(config: Config) -> None:
-    """Everything `curfew run` builds from a config before its first probe, without probing:
-    the vantages' networks and TLS contexts, the schedule's triggers, the episode monitor, the
-    database engine, each target's GET, each proxy, the metrics address, the retention cutoff."""
+    """Everything `curfew run` builds from a config before its first probe, without probing
+    (probe.daemon.run.Daemon.run, less the store and the listening socket, which preflight
+    checks): the metrics' series, the vantages' networks, TLS contexts and helper pools, the
+    schedule's triggers, the episode monitor, the database engine, each target's GET, each
+    proxy, the metrics address, the retention cutoff."""
     from python_socks.async_.asyncio import Proxy
 
     from probe.daemon.prober import Prober
@@ -275,10 +286,13 @@ def build_like_run(config: Config) -> None:
     from probe.engine import _split
     from probe.episodes.monitor import Monitor
     from probe.layers.http import _request
+    from probe.metrics import Metrics
     from probe.store.engine import create_engine
 
     async def build() -> None:
-        prober = Prober(config)
+        metrics = Metrics()
+        metrics.set_pairs(pairs_of(config))
+        prober = Prober(config, on_local_failure=metrics.observe_local_failure)
         scheduler = Scheduler(prober, lambda _: None)
         scheduler.apply(config)
         zones = {v.name: v.timezone for v in config.vantages}
@@ -317,10 +331,14 @@ def check_in_process(path: Path) -> Config | ConfigError:
 def test_fuzzed_configs_are_accepted_only_if_run_can_build_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # relative data_dirs and sqlite files land here
     accepted = rejected = 0
     for number, content in enumerate(_cases(tmp_path)):
-        path = tmp_path / f"case-{number}.yaml"
+        # A directory of its own: what one case's run creates (data/, a sqlite file) must not
+        # change what the next one finds.
+        home = tmp_path / f"case-{number}"
+        home.mkdir()
+        monkeypatch.chdir(home)
+        path = home / "curfew.yaml"
         path.write_bytes(content)
         outcome = check_in_process(path)  # anything but a Config or a ConfigError fails the test
         if isinstance(outcome, ConfigError):
@@ -345,9 +363,11 @@ def test_fuzzed_configs_through_the_command_exit_0_or_2_in_one_line(tmp_path: Pa
     extra = [b"vantages: \xff\xfe\n", b"a: " + b"[" * 600 + b"]" * 600 + b"\n"]
     codes = []
     for number, content in enumerate([cases[i] for i in picked] + extra):
-        path = tmp_path / f"sub-{number}.yaml"
+        home = tmp_path / f"sub-{number}"
+        home.mkdir()
+        path = home / "curfew.yaml"
         path.write_bytes(content)
-        done = _check(path, tmp_path)
+        done = _check(path, home)
         assert done.returncode in (0, 2), done.stderr
         assert "Traceback" not in done.stderr
         if done.returncode == 2:
