@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final
 
-from probe.analysis.fingerprints import Fingerprints
+from probe.analysis.fingerprints import Fingerprint, Fingerprints, default_fingerprints
 from probe.analysis.replay import measurement_from_dict
 from probe.analysis.verdict import analyze
 from probe.helper.control import control_measurement
@@ -96,6 +96,21 @@ def control_record(imported: Imported) -> ControlRecord:
     )
 
 
+def redirected_to_blockpage(
+    chain: tuple[str, ...], fingerprints: Fingerprints
+) -> tuple[str, Fingerprint] | None:
+    """The first hop of the chain that a known censor's redirect sent the probe to, and its
+    fingerprint. The probe followed the ISP's 302 (warning.rt.ru, fz139.ttk.ru...), so the
+    chain's final response is the warning page itself, which need not carry blockpage text nor
+    differ from the site's page in the headers OONI compares: the redirect is the evidence. A
+    hop's URL is the Location the previous hop answered, resolved against it."""
+    for url in chain[1:]:
+        for fp in fingerprints:
+            if fp.scope != "fp" and fp.header == "location" and fp.matches(url):
+                return url, fp
+    return None
+
+
 def judge(imported: Imported, fingerprints: Fingerprints | None = None) -> Analysis:
     """The verdict on one imported measurement (pure)."""
     m = imported.measurement
@@ -103,7 +118,27 @@ def judge(imported: Imported, fingerprints: Fingerprints | None = None) -> Analy
         controls = imported.curfew_controls  # curfew's own control targets, exported with it
     else:
         controls = (reachability(imported),) if imported.control is not None else ()
-    analysis = analyze(m, controls=controls, control_vantage=imported.control, fingerprints=fingerprints)
+    fps = fingerprints if fingerprints is not None else default_fingerprints()
+    analysis = analyze(m, controls=controls, control_vantage=imported.control, fingerprints=fps)
+    redirected = redirected_to_blockpage(imported.chain, fps)
+    if (
+        redirected is not None
+        and analysis.verdict in ("ok", "http_blocked")
+        and analysis.fingerprint is None
+        and analysis.failure is None
+    ):
+        url, fp = redirected
+        return replace(
+            analysis,
+            verdict="http_blocked",
+            operation="http_request",
+            failure=None,
+            reason=f"the response for {m.target} redirects to {url}, which matches the blockpage "
+            f"fingerprint {fp.name} ({fp.location})",
+            blocking="http-diff",
+            accessible=False,
+            fingerprint=fp.name,
+        )
     if analysis.verdict == "http_blocked" and analysis.fingerprint is None and analysis.failure is None:
         # The page itself is not kept on an "ok" row: the marker travels in the labels, so a
         # judgement from stored data (rejudge_stored) finds it again.

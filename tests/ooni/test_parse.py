@@ -242,3 +242,31 @@ def test_lte_a_tampered_answer_does_not_hide_behind_another_resolvers_address() 
     assert [o.address for o in imported.measurement.tcp] == ["5.255.255.5"]
     assert imported.measurement.tls == ()
     assert judge(imported).verdict == "dns_blocked"
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_a_redirect_to_the_isps_warning_page_is_http_blocked(lte: bool) -> None:
+    """Rostelecom's shape: the probe follows the ISP's 302 to warning.rt.ru and records the
+    warning page as the chain's final response (200, no blockpage text of its own, no uncommon
+    headers): the redirect hop is the evidence, named by fingerprint ooni.ru_6. The site is a
+    small one whose own headers are all common ones, so OONI's header heuristic matches."""
+    m = measurement("http_blockpage", lte=lte)
+    m["test_keys"]["control"]["http_request"]["headers"] = {"Content-Type": "text/html", "Server": "nginx"}
+    url = m["input"]
+    warning = "http://warning.rt.ru/?id=17&st=0&dt=195.82.146.214&rs=" + url
+    first, last = m["test_keys"]["requests"][-1], m["test_keys"]["requests"][0]
+    first["response"].update(
+        code=302, body="", headers={"Location": warning}, headers_list=[["Location", warning]]
+    )
+    last = {**last, "request": {**last["request"], "url": warning}}
+    last["response"] = {
+        "code": 200,
+        "body": "<html><head><title>Доступ ограничен</title></head><body>Ресурс заблокирован</body></html>",
+        "body_is_truncated": False,
+        "headers": {"Content-Type": "text/html"},
+        "headers_list": [["Content-Type", "text/html"]],
+    }
+    m["test_keys"]["requests"] = [last, first]
+    a = judge(parse(m))
+    assert (a.verdict, a.blocking, a.fingerprint) == ("http_blocked", "http-diff", "ooni.ru_6")
+    assert "warning.rt.ru" in a.reason
