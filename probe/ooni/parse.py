@@ -142,8 +142,8 @@ def _handshake_from_request(
     http: HttpObservation, host: str, tcp: tuple[TcpObservation, ...]
 ) -> tuple[tuple[TlsObservation, ...], HttpObservation | None]:
     connected = [o for o in tcp if o.failure is None]
-    if http.failure not in _HANDSHAKE_FAILURES or not connected:
-        return (), http
+    if http.failure not in _HANDSHAKE_FAILURES or not connected or http.status is not None:
+        return (), http  # a response came: the handshake completed, the failure is the body's
     port = connected[0].port
     if http.failure in VALIDATION_FAILURES:
         # It completed with a chain that did not validate (the chain itself was not recorded).
@@ -153,6 +153,33 @@ def _handshake_from_request(
     else:
         obs = TlsObservation(connected[0].address, port, host, http.t0, http.t, failure=http.failure)
     return (obs,), None
+
+
+def _handshake_from_response(
+    hop0: Mapping[str, Any], host: str, tcp: tuple[TcpObservation, ...]
+) -> tuple[TlsObservation, ...]:
+    """The handshake a response to the first https request proves, when the probe recorded none
+    (measurement-kit's probes, before 2020): it completed, and its chain validated for the host,
+    since those probes verify while handshaking (a chain that did not validate failed the request
+    with "certificate verify failed"). Without it a geo-DNS answer fetched over HTTPS would look
+    unvouched for. The connection is the first that succeeded: the HTTP client dials the
+    resolver's answers in order, as the TCP experiment did."""
+    connected = [o for o in tcp if o.failure is None]
+    response = _mapping(hop0.get("response"))
+    code = response.get("code")
+    if not connected or not isinstance(code, int) or isinstance(code, bool) or code <= 0:
+        return ()
+    t = fields.number(hop0.get("t"))
+    first = connected[0]
+    return (TlsObservation(first.address, first.port, host, fields.number(hop0.get("t0"), t), t, valid=True),)
+
+
+def _unverified(ooni: Mapping[str, Any]) -> bool:
+    """Whether the probe fetched https without verifying certificates: the legacy Python
+    ooniprobe (software_name "ooniprobe", 2.x) did not verify them."""
+    return ooni.get("software_name") == "ooniprobe" and str(ooni.get("software_version") or "").startswith(
+        ("1.", "2.")
+    )
 
 
 def _system_addresses_only(
@@ -486,6 +513,9 @@ def parse(ooni: Mapping[str, Any], naming: Naming | None = None) -> Imported:
     )
     if not tls and urlsplit(url).scheme == "https" and failed_hop == 0 and http is not None:
         tls, http = _handshake_from_request(http, host, tcp)
+    requests = listed("requests")
+    if not tls and urlsplit(url).scheme == "https" and requests and not _unverified(ooni):
+        tls = _handshake_from_response(requests[-1], host, tcp)  # requests[-1]: the first hop
     measurement = Measurement(
         vantage=naming.vantage(cc, asn),
         target=target,

@@ -206,6 +206,63 @@ def test_measurement_kit_reset_on_an_https_connection_is_tls_blocked() -> None:
     assert judge(parse(_measurement_kit("tls", "connection_reset"))).verdict == "tls_blocked"
 
 
+def _geo_dns_over_https(software: str, version: str) -> dict[str, Any]:
+    """measurement-kit's shape (no tls_handshakes) of an https site whose CDN answered with a
+    local node the helper never saw, serving a localized page of another length and title."""
+    m = measurement("ok")
+    m.update(software_name=software, software_version=version, test_version="0.1.0")
+    keys = m["test_keys"]
+    keys["tls_handshakes"] = None
+    cdn = "23.55.44.33"
+    keys["queries"] = [
+        {
+            "answer_type": "A",
+            "answers": [
+                {"answer_type": "CNAME", "hostname": "star.c10r.facebook.com."},
+                {"answer_type": "A", "ipv4": cdn, "ttl": None},
+            ],
+            "engine": "system",
+            "failure": None,
+            "hostname": "www.facebook.com",
+            "query_type": "A",
+            "resolver_hostname": None,
+            "resolver_port": None,
+            "resolver_address": "",
+        }
+    ]
+    keys["tcp_connect"] = [
+        {"ip": cdn, "port": 443, "status": {"blocked": False, "failure": None, "success": True}}
+    ]
+    response = keys["requests"][0]["response"]
+    response["body"] = "<html><head><title>Facebook - вход или регистрация</title></head></html>"
+    response["headers"] = {"Content-Type": "text/html"}
+    response["headers_list"] = [["Content-Type", "text/html"]]
+    return m
+
+
+def test_measurement_kit_https_page_from_a_geo_dns_answer_is_ok() -> None:
+    """The https response proves a handshake whose chain validated for the host (the probe
+    verified it), so the answer is genuine although the helper never saw it."""
+    imported = parse(_geo_dns_over_https("ooniprobe-android", "2.1.0"))
+    got = judge(imported)
+    assert (got.verdict, got.dns_consistency) == ("ok", "consistent")
+    assert [(t.address, t.valid) for t in imported.measurement.tls] == [("23.55.44.33", True)]
+
+
+def test_legacy_python_ooniprobe_https_response_vouches_for_nothing() -> None:
+    """ooniprobe 2.x (Python) fetched https without verifying the chain."""
+    imported = parse(_geo_dns_over_https("ooniprobe", "2.3.0"))
+    assert imported.measurement.tls == ()
+    assert judge(imported).dns_consistency == "inconsistent"
+
+
+def test_measurement_kit_reset_after_the_response_is_not_a_handshake_failure() -> None:
+    m = _measurement_kit("ok", "connection_reset")
+    imported = parse(m)
+    assert imported.measurement.http is not None and imported.measurement.http.status == 200
+    assert all(t.failure is None for t in imported.measurement.tls)
+
+
 @pytest.mark.parametrize(
     "body",
     [
