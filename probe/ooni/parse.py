@@ -514,7 +514,14 @@ def parse(ooni: Mapping[str, Any], naming: Naming | None = None) -> Imported:
     if not tls and urlsplit(url).scheme == "https" and failed_hop == 0 and http is not None:
         tls, http = _handshake_from_request(http, host, tcp)
     requests = listed("requests")
-    if not tls and urlsplit(url).scheme == "https" and requests and not _unverified(ooni):
+    # Only 0.4 keys: LTE records every handshake, and its fetch may be from another resolver's address.
+    if (
+        not tls
+        and urlsplit(url).scheme == "https"
+        and requests
+        and not fields.tags(requests[-1])
+        and not _unverified(ooni)
+    ):
         tls = _handshake_from_response(requests[-1], host, tcp)  # requests[-1]: the first hop
     measurement = Measurement(
         vantage=naming.vantage(cc, asn),
