@@ -327,7 +327,15 @@ def _response(entry: Mapping[str, Any], address: str | None) -> HttpObservation:
     body = fields.text(raw) if raw is not None else None
     # A body that is null was not kept (curfew's export keeps it only as evidence); its
     # length and title then come from the x_ keys curfew writes beside it, if any.
-    length: Any = len(body.encode("utf-8", "surrogatepass")) if body is not None else None
+    # A base64 body is bytes that need not be UTF-8: its length is theirs, not that of the text
+    # with each invalid byte replaced by a three-byte U+FFFD.
+    length: Any = None
+    if body is not None:
+        length = (
+            len(fields.binary(raw))
+            if isinstance(raw, Mapping)
+            else len(body.encode("utf-8", "surrogatepass"))
+        )
     title = fields.title(body) if body is not None else None
     if body is None or response.get("x_body_length") is not None:
         given = response.get("x_body_length")

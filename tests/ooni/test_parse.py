@@ -3,6 +3,7 @@ one test per technique, from spec-shaped measurements (builders.py), with no net
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from typing import Any
 
@@ -327,3 +328,16 @@ def test_a_redirect_to_the_isps_warning_page_is_http_blocked(lte: bool) -> None:
     a = judge(parse(m))
     assert (a.verdict, a.blocking, a.fingerprint) == ("http_blocked", "http-diff", "ooni.ru_6")
     assert "warning.rt.ru" in a.reason
+
+
+def test_a_base64_body_has_the_length_of_its_bytes() -> None:
+    """df-001: a body that is not UTF-8 is {"format": "base64", "data": ...}; its length is the
+    bytes', as the helper counts it, not that of the text with invalid bytes replaced."""
+    m = measurement("ok")
+    raw = b"<html><head><title>Page</title></head>" + bytes(range(128, 256)) * 40
+    m["test_keys"]["requests"][0]["response"]["body"] = {
+        "format": "base64",
+        "data": base64.b64encode(raw).decode(),
+    }
+    http = parse(m).measurement.http
+    assert http is not None and http.body_length == len(raw) and http.title == "Page"
