@@ -45,6 +45,8 @@ def count(running: RunningHelper, outcome: str) -> float:
         "http://[::ffff:127.0.0.1]/",
         "http://localhost:9090/",
         "http://192.168.1.1/",
+        "http://[2002:7f00:1::1]/",  # 6to4 of 127.0.0.1
+        "http://[::a9fe:a9fe]/",  # IPv4-compatible 169.254.169.254
     ],
 )
 async def test_private_targets_are_refused_without_allow_private(
@@ -347,6 +349,32 @@ async def test_the_metrics_endpoint_counts_outcomes() -> None:
     assert 'curfew_helper_requests_total{outcome="ok"} 0.0' in text
     assert "curfew_helper_request_duration_seconds_bucket" in text
     assert "curfew_helper_requests_in_flight 0.0" in text
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2002:7f00:1::",  # 6to4 around 127.0.0.1
+        "2002:a00:1::1",  # 6to4 around 10.0.0.1
+        "2002:a9fe:a9fe::",  # 6to4 around 169.254.169.254
+        "::127.0.0.1",  # IPv4-compatible (deprecated) 127.0.0.1
+        "::a00:1",
+        "::ffff:0:a9fe:a9fe",  # SIIT IPv4-translated 169.254.169.254
+        "64:ff9b:1::a00:1",  # local-use NAT64 (RFC 8215): a way into the helper's own IPv4 network
+        "64:ff9b:1:808:8:800::",  # local-use NAT64, even around 8.8.8.8
+    ],
+)
+def test_an_ipv6_form_carrying_a_private_ipv4_is_not_public(address: str) -> None:
+    from probe.helper.guard import is_public
+
+    assert not is_public(address)
+
+
+def test_a_6to4_address_of_a_public_ipv4_stays_public() -> None:
+    from probe.helper.guard import is_public
+
+    assert is_public("2002:808:808::1")  # 6to4 of 8.8.8.8
+    assert is_public("2001:4860:4860::8888")
 
 
 def test_an_ipv6_client_is_its_64_for_the_limits() -> None:
