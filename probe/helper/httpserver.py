@@ -10,6 +10,7 @@ h11 parses (and refuses) what clients send, so request smuggling and malformed h
   closed after the same time;
 - a head of at most `MAX_HEAD` bytes (431) and a body of at most `max_body` bytes, declared
   or actually sent (413), within `body_timeout` (408);
+- an answer the client does not read within `send_timeout` drops the connection;
 - the handler sees the head first and may refuse before any body is read (auth, rate limit).
 
 The metrics endpoint in probe/metrics/server.py streams a large exposition to a trusted
@@ -93,6 +94,8 @@ class Limits:
     max_body: int = 64 * 1024
     header_timeout: float = 10.0
     body_timeout: float = 10.0
+    send_timeout: float = 10.0
+    """Seconds an answer may wait on a client that does not read it (else the slot is held forever)."""
 
 
 class _Refuse(Exception):
@@ -207,7 +210,7 @@ class HttpServer:
                 )
                 refusal = await self._handler.on_head(head)
                 if refusal is not None:
-                    await _send(conn, writer, refusal, force_close=True)
+                    await _send(conn, writer, refusal, True, limits.send_timeout)
                     await _linger(reader, writer)
                     return
                 length = head.headers.get("content-length")
@@ -229,7 +232,7 @@ class HttpServer:
                 await self._refuse(conn, reader, writer, client, exc.status, exc.reason)
                 return
             response = await self._handler.on_request(head, body)
-            await _send(conn, writer, response, force_close=response.close)
+            await _send(conn, writer, response, response.close, limits.send_timeout)
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
             conn.start_next_cycle()
@@ -246,7 +249,8 @@ class HttpServer:
         self._handler.on_refused(client, status, reason)
         if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             with contextlib.suppress(h11.LocalProtocolError, ConnectionError):
-                await _send(conn, writer, Response(status, f"{reason}\n".encode()), force_close=True)
+                response = Response(status, f"{reason}\n".encode())
+                await _send(conn, writer, response, True, self._limits.send_timeout)
                 await _linger(reader, writer)
 
 
@@ -313,7 +317,11 @@ async def _read_body(conn: h11.Connection, reader: asyncio.StreamReader, max_bod
 
 
 async def _send(
-    conn: h11.Connection, writer: asyncio.StreamWriter, response: Response, force_close: bool
+    conn: h11.Connection,
+    writer: asyncio.StreamWriter,
+    response: Response,
+    force_close: bool,
+    timeout: float,
 ) -> None:
     headers = [
         ("Content-Type", response.content_type),
@@ -331,7 +339,13 @@ async def _send(
         + (conn.send(h11.Data(data=response.body)) or b"")
         + (conn.send(h11.EndOfMessage()) or b"")
     )
-    await writer.drain()
+    try:
+        async with asyncio.timeout(timeout):
+            await writer.drain()
+    except TimeoutError:
+        # close() would wait for the unread buffer to drain, i.e. forever: abort drops it.
+        writer.transport.abort()
+        raise ConnectionResetError("the client does not read its answer") from None
 
 
 def _simple(status: int, body: bytes) -> bytes:
