@@ -131,8 +131,6 @@ class HttpServer:
             self._on_connect,
             host,
             port,
-            ssl=self._tls,
-            ssl_handshake_timeout=self._limits.header_timeout if self._tls is not None else None,
             limit=READ_SIZE,
         )
         self.host, self.port = self._server.sockets[0].getsockname()[:2]
@@ -165,12 +163,17 @@ class HttpServer:
         ):
             self._handler.on_refused(client, 503, "too_many_connections")
             with contextlib.suppress(Exception):
-                writer.write(_simple(503, b"too many connections\n"))
+                if self._tls is None:  # a TLS client could not read a plaintext answer
+                    writer.write(_simple(503, b"too many connections\n"))
                 writer.close()
             return
         self._tasks.add(task)
         self._per_client[key] = mine + 1
         try:
+            if self._tls is not None:
+                # TLS only once the connection is counted: a handshake that never ends would
+                # otherwise hold a descriptor outside every cap.
+                await writer.start_tls(self._tls, ssl_handshake_timeout=self._limits.header_timeout)
             await self._serve(reader, writer, client)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass  # the client went away
