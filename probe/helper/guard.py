@@ -17,6 +17,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from probe.analysis.dnscheck import is_bogon
+from probe.values import check_url as check_target_url
 
 MAX_URL_LENGTH: Final = 4096
 MAX_CLIENTS: Final = 10_000
@@ -96,6 +97,12 @@ def check_url(url: str, allow_private: bool) -> tuple[str, str] | None:
         return "bad_url", "no host"
     if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
         return "bad_url", "control characters or spaces"
+    try:
+        # What a measurement's Target accepts (a host IDNA can encode, ASCII only): else the
+        # measurement would fail to start, a 500 with a traceback for any stranger's URL.
+        check_target_url(url, ("http", "https"), "an http(s) URL", False)
+    except ValueError as exc:
+        return "bad_url", str(exc)
     if allow_private:
         return None
     try:

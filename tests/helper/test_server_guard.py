@@ -397,3 +397,20 @@ def test_the_rate_limiter_refills_and_keeps_a_bounded_table() -> None:
     for i in range(1000):
         limiter.allow(f"client-{i}", 1.0 + i)
     assert len(limiter) <= 100
+
+
+@pytest.mark.parametrize(
+    "url", ["http://a..example/", "http://" + "a" * 64 + ".example/", "http://example.com/\u00fc"]
+)
+async def test_a_url_a_measurement_cannot_take_is_a_400_not_a_500(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: the URL passed the guard and then failed Target's validation, a 500 and a
+    # traceback in the log for every such request (an empty or over-long label, non-ASCII).
+    caplog.set_level(logging.WARNING, "probe.helper")
+    async with helper(resolver="system") as running:
+        resp = await post(running, dumps(THRequest(url)))
+        assert resp.status_code == 400
+        assert b"bad_url" in resp.content
+        assert count(running, "error") == 0
+    assert not [r for r in caplog.records if "helper-error" in r.getMessage()]
