@@ -17,6 +17,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from probe.analysis.dnscheck import is_bogon
+from probe.values import check_url as check_target_url
 
 MAX_URL_LENGTH: Final = 4096
 MAX_CLIENTS: Final = 10_000
@@ -30,12 +31,38 @@ def is_public(address: str) -> bool:
     (True, False, False, False)
     """
     try:
-        ip = ipaddress.ip_address(address)
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address)
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback in disguise
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _LOCAL_NAT64:
+            return False
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None and not is_public(str(embedded)):
+            return False
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
     return not is_bogon(str(ip)) and ip.is_global
+
+
+_LOCAL_NAT64: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
+"""RFC 8215's local-use NAT64 prefix: translated by the helper's own network into its IPv4 one."""
+_V4_IN_LOW_32: Final = (
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated; sit tunnels still route it)
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # SIIT IPv4-translated (RFC 7915)
+)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 form carries and a gateway may deliver to (::ffff:127.0.0.1 is
+    loopback in disguise; so is 6to4's 2002:7f00:1::), or None."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in net for net in _V4_IN_LOW_32):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 def address_filter(allow_private: bool) -> Callable[[str], bool] | None:
@@ -70,6 +97,12 @@ def check_url(url: str, allow_private: bool) -> tuple[str, str] | None:
         return "bad_url", "no host"
     if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
         return "bad_url", "control characters or spaces"
+    try:
+        # What a measurement's Target accepts (a host IDNA can encode, ASCII only): else the
+        # measurement would fail to start, a 500 with a traceback for any stranger's URL.
+        check_target_url(url, ("http", "https"), "an http(s) URL", False)
+    except ValueError as exc:
+        return "bad_url", str(exc)
     if allow_private:
         return None
     try:

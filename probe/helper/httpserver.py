@@ -10,6 +10,7 @@ h11 parses (and refuses) what clients send, so request smuggling and malformed h
   closed after the same time;
 - a head of at most `MAX_HEAD` bytes (431) and a body of at most `max_body` bytes, declared
   or actually sent (413), within `body_timeout` (408);
+- an answer the client does not read within `send_timeout` drops the connection;
 - the handler sees the head first and may refuse before any body is read (auth, rate limit).
 
 The metrics endpoint in probe/metrics/server.py streams a large exposition to a trusted
@@ -93,6 +94,8 @@ class Limits:
     max_body: int = 64 * 1024
     header_timeout: float = 10.0
     body_timeout: float = 10.0
+    send_timeout: float = 10.0
+    """Seconds an answer may wait on a client that does not read it (else the slot is held forever)."""
 
 
 class _Refuse(Exception):
@@ -128,8 +131,6 @@ class HttpServer:
             self._on_connect,
             host,
             port,
-            ssl=self._tls,
-            ssl_handshake_timeout=self._limits.header_timeout if self._tls is not None else None,
             limit=READ_SIZE,
         )
         self.host, self.port = self._server.sockets[0].getsockname()[:2]
@@ -162,12 +163,17 @@ class HttpServer:
         ):
             self._handler.on_refused(client, 503, "too_many_connections")
             with contextlib.suppress(Exception):
-                writer.write(_simple(503, b"too many connections\n"))
+                if self._tls is None:  # a TLS client could not read a plaintext answer
+                    writer.write(_simple(503, b"too many connections\n"))
                 writer.close()
             return
         self._tasks.add(task)
         self._per_client[key] = mine + 1
         try:
+            if self._tls is not None:
+                # TLS only once the connection is counted: a handshake that never ends would
+                # otherwise hold a descriptor outside every cap.
+                await writer.start_tls(self._tls, ssl_handshake_timeout=self._limits.header_timeout)
             await self._serve(reader, writer, client)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass  # the client went away
@@ -207,7 +213,7 @@ class HttpServer:
                 )
                 refusal = await self._handler.on_head(head)
                 if refusal is not None:
-                    await _send(conn, writer, refusal, force_close=True)
+                    await _send(conn, writer, refusal, True, limits.send_timeout)
                     await _linger(reader, writer)
                     return
                 length = head.headers.get("content-length")
@@ -229,7 +235,7 @@ class HttpServer:
                 await self._refuse(conn, reader, writer, client, exc.status, exc.reason)
                 return
             response = await self._handler.on_request(head, body)
-            await _send(conn, writer, response, force_close=response.close)
+            await _send(conn, writer, response, response.close, limits.send_timeout)
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
             conn.start_next_cycle()
@@ -246,7 +252,8 @@ class HttpServer:
         self._handler.on_refused(client, status, reason)
         if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             with contextlib.suppress(h11.LocalProtocolError, ConnectionError):
-                await _send(conn, writer, Response(status, f"{reason}\n".encode()), force_close=True)
+                response = Response(status, f"{reason}\n".encode())
+                await _send(conn, writer, response, True, self._limits.send_timeout)
                 await _linger(reader, writer)
 
 
@@ -313,7 +320,11 @@ async def _read_body(conn: h11.Connection, reader: asyncio.StreamReader, max_bod
 
 
 async def _send(
-    conn: h11.Connection, writer: asyncio.StreamWriter, response: Response, force_close: bool
+    conn: h11.Connection,
+    writer: asyncio.StreamWriter,
+    response: Response,
+    force_close: bool,
+    timeout: float,
 ) -> None:
     headers = [
         ("Content-Type", response.content_type),
@@ -331,7 +342,13 @@ async def _send(
         + (conn.send(h11.Data(data=response.body)) or b"")
         + (conn.send(h11.EndOfMessage()) or b"")
     )
-    await writer.drain()
+    try:
+        async with asyncio.timeout(timeout):
+            await writer.drain()
+    except TimeoutError:
+        # close() would wait for the unread buffer to drain, i.e. forever: abort drops it.
+        writer.transport.abort()
+        raise ConnectionResetError("the client does not read its answer") from None
 
 
 def _simple(status: int, body: bytes) -> bytes:

@@ -89,3 +89,10 @@ async def test_a_redirect_to_another_scheme_is_not_followed() -> None:
     async with site(A, "file:///etc/passwd") as port:
         answer = await run(f"http://{A}:{port}/")
     assert answer.http_request.failure == "unknown_error"
+
+
+async def test_a_redirect_to_a_host_no_measurement_can_take_is_a_failure_not_a_crash() -> None:
+    # Before: the hop's Target refused the URL and helper_measurement raised (a 500).
+    async with site(A, "http://a..example/") as port:
+        answer = await run(f"http://{A}:{port}/")
+    assert answer.http_request.failure == "unknown_error"

@@ -45,6 +45,8 @@ def count(running: RunningHelper, outcome: str) -> float:
         "http://[::ffff:127.0.0.1]/",
         "http://localhost:9090/",
         "http://192.168.1.1/",
+        "http://[2002:7f00:1::1]/",  # 6to4 of 127.0.0.1
+        "http://[::a9fe:a9fe]/",  # IPv4-compatible 169.254.169.254
     ],
 )
 async def test_private_targets_are_refused_without_allow_private(
@@ -349,6 +351,32 @@ async def test_the_metrics_endpoint_counts_outcomes() -> None:
     assert "curfew_helper_requests_in_flight 0.0" in text
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2002:7f00:1::",  # 6to4 around 127.0.0.1
+        "2002:a00:1::1",  # 6to4 around 10.0.0.1
+        "2002:a9fe:a9fe::",  # 6to4 around 169.254.169.254
+        "::127.0.0.1",  # IPv4-compatible (deprecated) 127.0.0.1
+        "::a00:1",
+        "::ffff:0:a9fe:a9fe",  # SIIT IPv4-translated 169.254.169.254
+        "64:ff9b:1::a00:1",  # local-use NAT64 (RFC 8215): a way into the helper's own IPv4 network
+        "64:ff9b:1:808:8:800::",  # local-use NAT64, even around 8.8.8.8
+    ],
+)
+def test_an_ipv6_form_carrying_a_private_ipv4_is_not_public(address: str) -> None:
+    from probe.helper.guard import is_public
+
+    assert not is_public(address)
+
+
+def test_a_6to4_address_of_a_public_ipv4_stays_public() -> None:
+    from probe.helper.guard import is_public
+
+    assert is_public("2002:808:808::1")  # 6to4 of 8.8.8.8
+    assert is_public("2001:4860:4860::8888")
+
+
 def test_an_ipv6_client_is_its_64_for_the_limits() -> None:
     from probe.helper.guard import RateLimiter, client_key
 
@@ -369,3 +397,20 @@ def test_the_rate_limiter_refills_and_keeps_a_bounded_table() -> None:
     for i in range(1000):
         limiter.allow(f"client-{i}", 1.0 + i)
     assert len(limiter) <= 100
+
+
+@pytest.mark.parametrize(
+    "url", ["http://a..example/", "http://" + "a" * 64 + ".example/", "http://example.com/\u00fc"]
+)
+async def test_a_url_a_measurement_cannot_take_is_a_400_not_a_500(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: the URL passed the guard and then failed Target's validation, a 500 and a
+    # traceback in the log for every such request (an empty or over-long label, non-ASCII).
+    caplog.set_level(logging.WARNING, "probe.helper")
+    async with helper(resolver="system") as running:
+        resp = await post(running, dumps(THRequest(url)))
+        assert resp.status_code == 400
+        assert b"bad_url" in resp.content
+        assert count(running, "error") == 0
+    assert not [r for r in caplog.records if "helper-error" in r.getMessage()]
