@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final
 
+from probe.analysis.dnscheck import is_bogon
 from probe.analysis.fingerprints import Fingerprint, Fingerprints, default_fingerprints
 from probe.analysis.replay import measurement_from_dict
 from probe.analysis.verdict import analyze
@@ -138,6 +139,27 @@ def judge(imported: Imported, fingerprints: Fingerprints | None = None) -> Analy
             blocking="http-diff",
             accessible=False,
             fingerprint=fp.name,
+        )
+    if (
+        analysis.verdict == "dns_blocked"
+        and analysis.failure is None
+        and analysis.fingerprint is None
+        and m.dns is not None
+        and not any(is_bogon(a) for a in m.dns.answers)
+        and (marker := server_side(m.http) or m.labels.get("ooni_server_side")) is not None
+    ):
+        # Disjoint answers were blamed because the page differed from the helper's; but the page
+        # is the site's own CDN's bot check or refusal, which no censor's server serves: the
+        # address is the site's (a geo-DNS node that challenged this network), not a lie.
+        return Analysis(
+            "ok",
+            None,
+            None,
+            f"the answers for {m.target} differ from the test helper's, but the address served the "
+            f"site's own bot check or refusal ({marker}), not a censor's page: a CDN node, not tampering",
+            accessible=True,
+            dns_consistency=analysis.dns_consistency,
+            http_diff=analysis.http_diff,
         )
     if analysis.verdict == "http_blocked" and analysis.fingerprint is None and analysis.failure is None:
         # The page itself is not kept on an "ok" row: the marker travels in the labels, so a

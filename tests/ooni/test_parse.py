@@ -341,3 +341,38 @@ def test_a_base64_body_has_the_length_of_its_bytes() -> None:
     }
     http = parse(m).measurement.http
     assert http is not None and http.body_length == len(raw) and http.title == "Page"
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_a_captcha_from_a_geo_dns_node_is_not_dns_blocked(lte: bool) -> None:
+    """The probe's resolver gave a CDN node the helper never saw, and the node answered with the
+    CDN's bot check (which differs from the helper's page): the node is the site's, not a
+    censor's, whatever the disjoint answers look like."""
+    m = measurement("captcha", lte=lte)
+    keys = m["test_keys"]
+    for query in keys["queries"]:
+        for answer in query.get("answers") or ():
+            if answer.get("ipv4"):
+                answer["ipv4"] = "104.16.99.1"
+            if answer.get("ipv6"):
+                answer["ipv6"] = "2606:4700::6810:6301"
+    for entry in keys["tcp_connect"]:
+        entry["ip"] = "2606:4700::6810:6301" if ":" in entry["ip"] else "104.16.99.1"
+    got = judge(parse(m))
+    assert (got.verdict, got.dns_consistency) == ("ok", "inconsistent")
+    assert "bot check" in got.reason
+
+
+@pytest.mark.parametrize("lte", VERSIONS)
+def test_a_disjoint_answer_serving_another_page_is_still_dns_blocked(lte: bool) -> None:
+    m = measurement("captcha", lte=lte)
+    keys = m["test_keys"]
+    for query in keys["queries"]:
+        query["answers"] = [a for a in query.get("answers") or () if a.get("ipv4")] or None
+        for answer in query["answers"] or ():
+            answer["ipv4"] = "195.175.254.2"
+    keys["tcp_connect"] = [dict(keys["tcp_connect"][0], ip="195.175.254.2")]
+    body = "<html><head><title>Erişim engellendi</title></head><body>5651</body></html>"
+    for request in keys["requests"]:
+        request["response"].update(body=body, headers={"Server": "nginx"}, headers_list=[["Server", "nginx"]])
+    assert judge(parse(m)).verdict == "dns_blocked"
