@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from probe.analysis.dnscheck import is_bogon
 from probe.analysis.fingerprints import Fingerprint, Fingerprints, default_fingerprints
+from probe.analysis.helper_answer import with_valid_addresses
 from probe.analysis.replay import measurement_from_dict
 from probe.analysis.verdict import analyze
 from probe.helper.control import control_measurement
@@ -202,8 +203,11 @@ def rejudge_stored(observations: Mapping[str, Any], fingerprints: Fingerprints |
         except ProtocolError:
             th = None
         else:
-            control = control_measurement(
-                th, m.url, vantage=CONTROL_VANTAGE, target=m.target, started_at=m.started_at
+            control = with_valid_addresses(
+                control_measurement(
+                    th, m.url, vantage=CONTROL_VANTAGE, target=m.target, started_at=m.started_at
+                ),
+                th.valid_addresses(),
             )
     chain = tuple(labels["ooni_redirect_chain"].split(" -> ")) if labels.get("ooni_redirect_chain") else ()
     failed_hop = None

@@ -25,6 +25,7 @@ from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
 
 from probe import failures as F
+from probe.analysis.helper_answer import with_valid_addresses
 from probe.helper.control import control_measurement
 from probe.helper.protocol import ProtocolError, THResponse
 from probe.model import (
@@ -552,8 +553,12 @@ def parse(ooni: Mapping[str, Any], naming: Naming | None = None) -> Imported:
         except ProtocolError:
             th = None  # a control we cannot read is no control: the verdict says what it can without
         else:
-            control = control_measurement(
-                th, url, vantage=CONTROL_VANTAGE, target=target, started_at=started_at
+            # ip_info's valid_for_domain vouches for addresses the helper handshook with off the
+            # fetch path (the probe's own answers, on 443 for an http:// input), as curfew's live
+            # path reads a helper's answer (`probe.analysis.helper_answer`).
+            control = with_valid_addresses(
+                control_measurement(th, url, vantage=CONTROL_VANTAGE, target=target, started_at=started_at),
+                th.valid_addresses(),
             )
     blocking = test_keys.get("blocking")
     accessible = test_keys.get("accessible")

@@ -376,3 +376,25 @@ def test_a_disjoint_answer_serving_another_page_is_still_dns_blocked(lte: bool) 
     for request in keys["requests"]:
         request["response"].update(body=body, headers={"Server": "nginx"}, headers_list=[["Server", "nginx"]])
     assert judge(parse(m)).verdict == "dns_blocked"
+
+
+def test_lte_an_answer_the_helper_validated_is_genuine_on_an_http_input() -> None:
+    """LTE sends the probe's answers to the helper, which handshakes with them on 443 and flags
+    the ones valid for the domain in ip_info (flag 8): a geo-DNS node the helper's own lookup
+    never returned is then the site's, and a reset of the HTTP request to it is the block
+    (http-failure), not DNS tampering."""
+    m = measurement("captcha", lte=True)
+    keys = m["test_keys"]
+    for query in keys["queries"]:
+        query["answers"] = [a for a in query.get("answers") or () if a.get("ipv4")] or None
+        for answer in query["answers"] or ():
+            answer["ipv4"] = "23.55.44.33"
+    keys["tcp_connect"] = [dict(keys["tcp_connect"][0], ip="23.55.44.33")]
+    keys["http_experiment_failure"] = "connection_reset"
+    for request in keys["requests"]:
+        request["failure"] = "connection_reset"
+        request["response"].update(code=0, body=None, headers={}, headers_list=[])
+    assert judge(parse(m)).verdict == "dns_blocked"  # unvouched, and something failed after it
+    keys["control"]["ip_info"]["23.55.44.33"] = {"asn": 20940, "flags": 1 | 8}
+    got = judge(parse(m))
+    assert (got.verdict, got.blocking, got.dns_consistency) == ("http_blocked", "http-failure", "consistent")
