@@ -1,0 +1,54 @@
+"""A reload (`Prober.swap`) while runs are in flight: a run started before it finishes with the
+config it started with, even when the reload removed its target or vantage."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import probe.daemon.prober as prober_module
+from probe.config import Config, Target, parse_config
+from probe.daemon.prober import Prober
+from probe.model import Measurement
+from probe.vantage import VantageNetwork
+from tests.daemon.test_prober_scheduler import fake
+
+
+def config(targets: list[str], vantages: list[str]) -> Config:
+    return parse_config(
+        {
+            "max_concurrency": 1,
+            "vantages": [{"name": v} for v in vantages],
+            "targets": [{"name": t, "url": f"https://{t}.lab/"} for t in targets],
+        }
+    )
+
+
+async def test_a_run_queued_at_the_gate_survives_a_reload_that_removes_its_target(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = asyncio.Event()
+    measured: list[tuple[str, str]] = []
+
+    async def measure(target: Target, net: VantageNetwork, *_: Any, **__: Any) -> Measurement:
+        if target.name == "fb":
+            await release.wait()  # holds the only slot of the gate
+        measured.append((net.name, target.name))
+        return fake(net.name, target.name, blocked=False)
+
+    monkeypatch.setattr(prober_module, "measure", measure)
+    prober = Prober(config(["fb", "gone"], ["kz", "old"]))
+    first = asyncio.ensure_future(prober.run("kz", "fb"))
+    queued = asyncio.ensure_future(prober.run("old", "gone"))  # waits at the gate
+    for _ in range(5):
+        await asyncio.sleep(0)
+    prober.swap(config(["fb"], ["kz"]))  # the reload drops target "gone" and vantage "old"
+    release.set()
+    results = await asyncio.wait_for(asyncio.gather(first, queued), 5)
+    assert [[(r.measurement.vantage, r.measurement.target) for r in rs] for rs in results] == [
+        [("kz", "fb")],
+        [("old", "gone")],
+    ]
+    assert sorted(measured) == [("kz", "fb"), ("old", "gone")]
