@@ -157,12 +157,14 @@ class Prober:
         controls that did measure the network (possibly none).
         """
         config, networks = self.config, self._networks  # kept for the whole run (see swap)
-        helpers = self.helpers
         early: list[asyncio.Future[HelperAnswer | None]] = []
 
         def resolved(dns: DnsObservation | None) -> None:
             # The helper is asked as soon as the vantage's own addresses are known, while the
-            # probe connects, fetches and downloads.
+            # probe connects, fetches and downloads. The pool current now, not at the run's
+            # start: a pool replaced by a reload is closed soon after (`swap`), and a closed
+            # pool is asked nothing.
+            helpers = self.helpers
             if helpers is not None and helpers.wanted_for(vantage, target) and not early:
                 url = config.target(target).url
                 early.append(asyncio.ensure_future(helpers.ask_for(vantage, target, url, dns)))
@@ -184,7 +186,7 @@ class Prober:
                 shared += [self._shared(config, networks, v, t) for v, t in peers]
             if usable and early:
                 asking = early[0]
-            elif usable and helpers is not None and helpers.wanted(mine):
+            elif usable and (helpers := self.helpers) is not None and helpers.wanted(mine):
                 # No early question (a measurement function without the hook, as in the lab's
                 # simulation): ask right after the probe.
                 asking = asyncio.ensure_future(helpers.ask(mine))

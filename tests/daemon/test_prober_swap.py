@@ -52,3 +52,32 @@ async def test_a_run_queued_at_the_gate_survives_a_reload_that_removes_its_targe
         [("old", "gone")],
     ]
     assert sorted(measured) == [("kz", "fb"), ("old", "gone")]
+
+
+async def test_a_run_whose_probe_outlasts_the_old_helper_pool_still_asks_a_helper() -> None:
+    # The helper refuses connections (nothing listens on loopback port 1): its failure is
+    # counted, which shows it was asked.
+    cfg = parse_config(
+        {
+            "vantages": [{"name": "kz"}],
+            "targets": [{"name": "fb", "url": "https://fb.lab/"}],
+            "helpers": [{"url": "http://127.0.0.1:1/"}],
+            "probe": {"timeouts": {"helper": 0.1}},
+        }
+    )
+
+    async def slow(vantage: str, target: str) -> Measurement:
+        await asyncio.sleep(1.5)  # longer than the old pool is kept (helper timeout + 1 s)
+        return fake(vantage, target, blocked=False)
+
+    prober = Prober(cfg, measure_fn=slow)
+    try:
+        run = asyncio.ensure_future(prober.run("kz", "fb"))
+        await asyncio.sleep(0.05)
+        prober.swap(cfg)  # a SIGHUP that changes nothing
+        results = await asyncio.wait_for(run, 10)
+        assert [(r.measurement.vantage, r.measurement.target) for r in results] == [("kz", "fb")]
+        assert sum(prober.control_failures.snapshot().values()) == 1
+        assert results[0].control is not None
+    finally:
+        await prober.aclose()
