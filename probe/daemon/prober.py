@@ -61,6 +61,7 @@ class Prober:
         self._measure_fn = measure_fn
         self.control_failures = control_failures if control_failures is not None else ControlFailures()
         self.helpers: HelperPool | None = None
+        self._retired: list[HelperPool] = []  # replaced by a reload, closed later (or at aclose)
         self.config = config
         self.swap(config)
 
@@ -69,6 +70,8 @@ class Prober:
         if self.helpers is not None:
             # Asks in flight keep the old clients until they are done (bounded by their deadline).
             self.helpers.close_later(self.config.probe.timeouts.helper + 1.0)
+            self._retired = [p for p in self._retired if not p.closed]
+            self._retired.append(self.helpers)
         self.helpers = HelperPool(config, self.control_failures)
         self.config = config
         if config.max_concurrency != self.max_concurrency:
@@ -145,8 +148,12 @@ class Prober:
         return control if local_failure(extended) is not None else extended
 
     async def aclose(self) -> None:
-        if self.helpers is not None:
-            await self.helpers.aclose()
+        # The pools a reload replaced too: their delayed close would otherwise be cancelled
+        # with the event loop, their clients never closed.
+        for pool in [*self._retired, self.helpers]:
+            if pool is not None:
+                await pool.aclose()
+        self._retired.clear()
 
     async def run(self, vantage: str, target: str) -> list[Result]:
         """Probe the pair (and whatever controls are stale) and judge it in one round.

@@ -81,3 +81,41 @@ async def test_a_run_whose_probe_outlasts_the_old_helper_pool_still_asks_a_helpe
         assert results[0].control is not None
     finally:
         await prober.aclose()
+
+
+async def test_closing_the_prober_closes_the_helper_clients_a_reload_replaced() -> None:
+    cfg = parse_config(
+        {
+            "vantages": [{"name": "kz"}],
+            "targets": [{"name": "fb", "url": "https://fb.lab/"}],
+            "helpers": [{"url": "http://127.0.0.1:1/"}],
+        }
+    )
+    prober = Prober(cfg)
+    old = prober.helpers
+    assert old is not None
+    clients = [c._client for c in old._clients.values()]
+    prober.swap(cfg)  # the old pool would be closed helper timeout + 1 s (16 s) later
+    await prober.aclose()  # the daemon stops now
+    assert clients and all(c.is_closed for c in clients)
+
+
+async def test_a_replaced_helper_pool_closes_itself_after_its_delay() -> None:
+    cfg = parse_config(
+        {
+            "vantages": [{"name": "kz"}],
+            "targets": [{"name": "fb", "url": "https://fb.lab/"}],
+            "helpers": [{"url": "http://127.0.0.1:1/"}],
+            "probe": {"timeouts": {"helper": 0.01}},
+        }
+    )
+    prober = Prober(cfg)
+    old = prober.helpers
+    assert old is not None
+    clients = [c._client for c in old._clients.values()]
+    prober.swap(cfg)
+    await asyncio.sleep(1.3)  # helper timeout + 1 s
+    assert old.closed and clients and all(c.is_closed for c in clients)
+    prober.swap(cfg)
+    assert prober._retired == [prober._retired[-1]]  # the closed pool is forgotten
+    await prober.aclose()
