@@ -66,21 +66,26 @@ class Prober:
         self.swap(config)
 
     def swap(self, config: Config) -> None:
-        """Use a new config from the next run on (in-flight runs finish with the old one)."""
+        """Use a new config from the next run on (in-flight runs finish with the old one).
+
+        Raises `OSError` (`ssl.SSLError`) for a CA bundle OpenSSL refuses, which `load_config`
+        does not ask it about; nothing is changed then.
+        """
+        # What can fail is built first, so a refused config leaves the running one whole.
+        networks = {v.name: vantage_network(v, config) for v in config.vantages}
+        helpers = HelperPool(config, self.control_failures)
         if self.helpers is not None:
             # Asks in flight keep the old clients until they are done (bounded by their deadline).
             self.helpers.close_later(self.config.probe.timeouts.helper + 1.0)
             self._retired = [p for p in self._retired if not p.closed]
             self._retired.append(self.helpers)
-        self.helpers = HelperPool(config, self.control_failures)
+        self.helpers = helpers
         self.config = config
         if config.max_concurrency != self.max_concurrency:
             # Runs in flight keep the old gate; new ones queue at the new limit.
             self._gate = asyncio.Semaphore(config.max_concurrency)
             self.max_concurrency = config.max_concurrency
-        self._networks: dict[str, VantageNetwork] = {
-            v.name: vantage_network(v, config) for v in config.vantages
-        }
+        self._networks: dict[str, VantageNetwork] = networks
         self._recent.clear()
         # Controls younger than this are shared: a fraction of the shortest interval, at most a minute.
         self.control_max_age = min(60.0, config.confirm_interval / 2, config.interval / 2)
