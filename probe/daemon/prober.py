@@ -221,7 +221,10 @@ class Prober:
     ) -> list[Result]:
         """The rest of `run`, once the pair's own measurement is in: wait for the controls (and
         the helper), reach the vantage's addresses from the control vantage, judge."""
-        controls = await asyncio.gather(*(task for task, _ in shared), return_exceptions=True)
+        # A borrowed control is another run's probe (its own, or one it started): cancelling this
+        # run (its deadline, a drain) must not cancel it under that run.
+        waits = (task if new else asyncio.shield(task) for task, new in shared)
+        controls = await asyncio.gather(*waits, return_exceptions=True)
         fresh_keys = {(v, t) for (v, t), (_, new) in zip(needed, shared, strict=True) if new}
         measurements = []
         for m in [mine] + [m for m in controls if isinstance(m, Measurement)]:
