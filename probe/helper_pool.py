@@ -129,7 +129,15 @@ class HelperPool:
             tuple(replace(a, helper=urls.get(a.helper, a.helper)) for a in answer.attempts),
         )
 
+    @property
+    def closed(self) -> bool:
+        """Whether its clients are closed (`aclose`, or `close_later`'s delay has passed)."""
+        return not self._clients and (self._closing is None or self._closing.done())
+
     async def aclose(self) -> None:
+        closing = self._closing
+        if closing is not None and not closing.done() and closing is not asyncio.current_task():
+            closing.cancel()  # closed now, not later
         for client in self._clients.values():
             with contextlib.suppress(Exception):
                 await client.aclose()

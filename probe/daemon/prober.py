@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
 from probe import failures
@@ -61,74 +61,104 @@ class Prober:
         self._measure_fn = measure_fn
         self.control_failures = control_failures if control_failures is not None else ControlFailures()
         self.helpers: HelperPool | None = None
+        self._retired: list[HelperPool] = []  # replaced by a reload, closed later (or at aclose)
         self.config = config
         self.swap(config)
 
     def swap(self, config: Config) -> None:
-        """Use a new config from the next run on (in-flight runs finish with the old one)."""
+        """Use a new config from the next run on (in-flight runs finish with the old one).
+
+        Raises `OSError` (`ssl.SSLError`) for a CA bundle OpenSSL refuses, which `load_config`
+        does not ask it about; nothing is changed then.
+        """
+        # What can fail is built first, so a refused config leaves the running one whole.
+        networks = {v.name: vantage_network(v, config) for v in config.vantages}
+        helpers = HelperPool(config, self.control_failures)
         if self.helpers is not None:
             # Asks in flight keep the old clients until they are done (bounded by their deadline).
             self.helpers.close_later(self.config.probe.timeouts.helper + 1.0)
-        self.helpers = HelperPool(config, self.control_failures)
+            self._retired = [p for p in self._retired if not p.closed]
+            self._retired.append(self.helpers)
+        self.helpers = helpers
         self.config = config
         if config.max_concurrency != self.max_concurrency:
             # Runs in flight keep the old gate; new ones queue at the new limit.
             self._gate = asyncio.Semaphore(config.max_concurrency)
             self.max_concurrency = config.max_concurrency
-        self._networks: dict[str, VantageNetwork] = {
-            v.name: vantage_network(v, config) for v in config.vantages
-        }
+        self._networks: dict[str, VantageNetwork] = networks
         self._recent.clear()
         # Controls younger than this are shared: a fraction of the shortest interval, at most a minute.
         self.control_max_age = min(60.0, config.confirm_interval / 2, config.interval / 2)
 
-    async def _measure(self, vantage: str, target: str, on_resolved: OnResolved | None = None) -> Measurement:
+    async def _measure(
+        self,
+        config: Config,
+        networks: Mapping[str, VantageNetwork],
+        vantage: str,
+        target: str,
+        on_resolved: OnResolved | None = None,
+    ) -> Measurement:
         async with self._gate:
             if self._measure_fn is not None:
                 return await self._measure_fn(vantage, target)
+            # The run's config, not `self.config`: a reload while this waited at the gate may
+            # have removed the target or the vantage.
             return await measure(
-                self.config.target(target),
-                self._networks[vantage],
-                self.config.probe,
+                config.target(target),
+                networks[vantage],
+                config.probe,
                 self.clock,
                 on_resolved=on_resolved,
             )
 
     def _start(
-        self, vantage: str, target: str, on_resolved: OnResolved | None = None
+        self,
+        config: Config,
+        networks: Mapping[str, VantageNetwork],
+        vantage: str,
+        target: str,
+        on_resolved: OnResolved | None = None,
     ) -> asyncio.Future[Measurement]:
         """Measure now and remember it for others who need the same pair as a control."""
-        task = asyncio.ensure_future(self._measure(vantage, target, on_resolved))
+        task = asyncio.ensure_future(self._measure(config, networks, vantage, target, on_resolved))
         self._recent[(vantage, target)] = _Fresh(self.clock.monotonic(), task)
         return task
 
-    def _shared(self, vantage: str, target: str) -> tuple[asyncio.Future[Measurement], bool]:
+    def _shared(
+        self, config: Config, networks: Mapping[str, VantageNetwork], vantage: str, target: str
+    ) -> tuple[asyncio.Future[Measurement], bool]:
         """A recent (or in-flight) measurement of the pair, else a new one; True if new."""
         fresh = self._recent.get((vantage, target))
         age_ok = fresh is not None and self.clock.monotonic() - fresh.at <= self.control_max_age
         if fresh is not None and age_ok and not (fresh.task.done() and _unusable(fresh.task)):
             return fresh.task, False
-        return self._start(vantage, target), True
+        return self._start(config, networks, vantage, target), True
 
-    async def _reach(self, control: Measurement, mine: Measurement) -> Measurement:
+    async def _reach(
+        self, config: Config, networks: Mapping[str, VantageNetwork], control: Measurement, mine: Measurement
+    ) -> Measurement:
         """The control vantage's measurement of `mine`'s target, extended with what it saw on
         the addresses `mine` resolved and it did not (as a helper would); others as they are."""
         if self._measure_fn is not None or control.target != mine.target:
             return control
-        if not self.config.vantage(control.vantage).control:
+        if not config.vantage(control.vantage).control:
             return control
         missing = elsewhere(control, [mine])
         if not missing:
             return control
         async with self._gate:
-            extended = await reach(self.config, self._networks[control.vantage], control, missing, self.clock)
+            extended = await reach(config, networks[control.vantage], control, missing, self.clock)
         # Short of descriptors while reaching: keep the control as it was measured, with no
         # hole this machine made (it is stored, and judged, as a measurement of the network).
         return control if local_failure(extended) is not None else extended
 
     async def aclose(self) -> None:
-        if self.helpers is not None:
-            await self.helpers.aclose()
+        # The pools a reload replaced too: their delayed close would otherwise be cancelled
+        # with the event loop, their clients never closed.
+        for pool in [*self._retired, self.helpers]:
+            if pool is not None:
+                await pool.aclose()
+        self._retired.clear()
 
     async def run(self, vantage: str, target: str) -> list[Result]:
         """Probe the pair (and whatever controls are stale) and judge it in one round.
@@ -138,24 +168,26 @@ class Prober:
         on this machine, there is no result for the pair: the list holds only the fresh
         controls that did measure the network (possibly none).
         """
-        config = self.config
-        helpers = self.helpers
+        config, networks = self.config, self._networks  # kept for the whole run (see swap)
         early: list[asyncio.Future[HelperAnswer | None]] = []
 
         def resolved(dns: DnsObservation | None) -> None:
             # The helper is asked as soon as the vantage's own addresses are known, while the
-            # probe connects, fetches and downloads.
+            # probe connects, fetches and downloads. The pool current now, not at the run's
+            # start: a pool replaced by a reload is closed soon after (`swap`), and a closed
+            # pool is asked nothing.
+            helpers = self.helpers
             if helpers is not None and helpers.wanted_for(vantage, target) and not early:
                 url = config.target(target).url
                 early.append(asyncio.ensure_future(helpers.ask_for(vantage, target, url, dns)))
 
-        own = self._start(vantage, target, resolved)
+        own = self._start(config, networks, vantage, target, resolved)
         asking: asyncio.Future[HelperAnswer | None] | None = None
         try:
             needed: list[tuple[str, str]] = []
             needed += [(vantage, t.name) for t in config.targets if t.control and t.name != target]
             needed += [(v.name, target) for v in config.vantages if v.control and v.name != vantage]
-            shared = [self._shared(v, t) for v, t in needed]
+            shared = [self._shared(config, networks, v, t) for v, t in needed]
             mine = await own
             usable = local_failure(mine) is None
             if usable and config.vantage(vantage).control and connectivity_failure(mine)[0] is not None:
@@ -163,14 +195,14 @@ class Prober:
                 # fail the same way) from a problem of its own, so they are measured now (or shared).
                 peers = [(v.name, target) for v in config.vantages if not v.control]
                 needed += peers
-                shared += [self._shared(v, t) for v, t in peers]
+                shared += [self._shared(config, networks, v, t) for v, t in peers]
             if usable and early:
                 asking = early[0]
-            elif usable and helpers is not None and helpers.wanted(mine):
+            elif usable and (helpers := self.helpers) is not None and helpers.wanted(mine):
                 # No early question (a measurement function without the hook, as in the lab's
                 # simulation): ask right after the probe.
                 asking = asyncio.ensure_future(helpers.ask(mine))
-            return await self._judge(config, vantage, target, mine, needed, shared, asking)
+            return await self._judge(config, networks, vantage, target, mine, needed, shared, asking)
         finally:
             for question in [*early, asking]:
                 if question is not None and not question.done():
@@ -179,6 +211,7 @@ class Prober:
     async def _judge(
         self,
         config: Config,
+        networks: Mapping[str, VantageNetwork],
         vantage: str,
         target: str,
         mine: Measurement,
@@ -188,7 +221,10 @@ class Prober:
     ) -> list[Result]:
         """The rest of `run`, once the pair's own measurement is in: wait for the controls (and
         the helper), reach the vantage's addresses from the control vantage, judge."""
-        controls = await asyncio.gather(*(task for task, _ in shared), return_exceptions=True)
+        # A borrowed control is another run's probe (its own, or one it started): cancelling this
+        # run (its deadline, a drain) must not cancel it under that run.
+        waits = (task if new else asyncio.shield(task) for task, new in shared)
+        controls = await asyncio.gather(*waits, return_exceptions=True)
         fresh_keys = {(v, t) for (v, t), (_, new) in zip(needed, shared, strict=True) if new}
         measurements = []
         for m in [mine] + [m for m in controls if isinstance(m, Measurement)]:
@@ -199,7 +235,8 @@ class Prober:
         pair_measured = bool(measurements) and measurements[0] is mine
         reached: set[str] = set()
         if pair_measured and not config.vantage(vantage).control:
-            extended = await asyncio.gather(*(self._reach(m, mine) for m in measurements[1:]))
+            others = measurements[1:]
+            extended = await asyncio.gather(*(self._reach(config, networks, m, mine) for m in others))
             reached = {e.vantage for e, m in zip(extended, measurements[1:], strict=True) if e is not m}
             measurements = [mine, *extended]
         answers = {}

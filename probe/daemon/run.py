@@ -298,6 +298,12 @@ class Daemon:
             sdnotify.ready()
             return
         changes = reload_changes(self.config, config)
+        try:
+            scheduler.apply(changes.config)
+        except OSError as exc:  # ssl.SSLError: a CA bundle OpenSSL refuses (load_config never asks it)
+            log.error("event=reload-rejected reason=%s", _token(exc))
+            sdnotify.ready()
+            return
         for key in changes.refused:
             log.warning("event=reload-key-refused key=%s reason=restart-only kept=running-value", key)
         config = changes.config
@@ -305,7 +311,6 @@ class Daemon:
             changes.applied.remove("metrics")
             config = config.model_copy(update={"metrics": self.config.metrics})
         self.config = config
-        scheduler.apply(config)
         metrics.set_pairs(pairs_of(config))
         zones = {v.name: v.timezone for v in config.vantages}
         if self.monitor is not None:

@@ -117,8 +117,8 @@ class Scheduler:
 
     def apply(self, config: Config) -> None:
         """Make the jobs match `config`: add new pairs, drop removed ones, re-time changed ones."""
+        self.prober.swap(config)  # first: it raises for a config it cannot take, and nothing changed
         self.config = config
-        self.prober.swap(config)
         wanted = pairs_of(config)
         self.agenda.configure(
             wanted, confirm_interval=config.confirm_interval, confirm_count=config.confirm_count

@@ -221,3 +221,19 @@ async def test_watch_windows_probe_densely_around_a_predicted_onset() -> None:
             await asyncio.sleep(0.05)
     finally:
         await scheduler.drain(1.0)
+
+
+async def test_a_run_cancelled_while_waiting_for_a_borrowed_control_leaves_its_owner_running() -> None:
+    async def net(vantage: str, target: str) -> Measurement:
+        await asyncio.sleep(0.5 if target == "wiki" else 0.01)
+        return fake(vantage, target, blocked=False)
+
+    prober = Prober(config(), measure_fn=net)
+    owner = asyncio.ensure_future(prober.run("kz", "wiki"))  # its own probe is kz/fb's control
+    await asyncio.sleep(0.01)
+    borrower = asyncio.ensure_future(prober.run("kz", "fb"))
+    await asyncio.sleep(0.1)  # the borrower's probe is in; it waits for the owner's
+    borrower.cancel()  # its deadline, say
+    results = await asyncio.wait_for(owner, 5)
+    assert (results[0].measurement.vantage, results[0].measurement.target) == ("kz", "wiki")
+    assert borrower.cancelled()

@@ -8,6 +8,7 @@ endpoint moves, and what changed is named."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import signal
 import socket
@@ -201,3 +202,22 @@ async def test_a_sighup_storm_leaves_the_daemon_probing_and_stopping_cleanly(dae
     # The inventory, synced again by each reload (each cancelling the last), is in place.
     (count,) = (await query(daemon.config["database"], "SELECT count(*) FROM vantages WHERE active"))[0]
     assert count == 1
+
+
+async def test_a_ca_bundle_openssl_refuses_is_a_rejected_reload_not_a_crash(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    # One DER SEQUENCE in a PEM block: the config's own check (which a reload runs) takes it,
+    # OpenSSL does not (only check and run's preflight ask OpenSSL).
+    bundle = tmp_path / "bad.pem"
+    der = base64.b64encode(bytes([0x30, 0x03, 0x02, 0x01, 0x01])).decode()
+    bundle.write_text(f"-----BEGIN CERTIFICATE-----\n{der}\n-----END CERTIFICATE-----\n")
+    await daemon.start()
+    daemon.write(dict(daemon.config, tls={"ca_bundle": str(bundle)}, interval=2))
+    daemon.send(signal.SIGHUP)
+    await daemon.wait_for(lambda: daemon.seen("event=reload-rejected "), 15, "the reload to be rejected")
+    before = len(daemon.measurement_lines())
+    await daemon.wait_for(lambda: len(daemon.measurement_lines()) >= before + 2, 30, "probing to go on")
+    assert await daemon.stop() == 0
+    assert daemon.seen("event=stopped ")
+    assert not any("Traceback" in line for line in daemon.lines)
