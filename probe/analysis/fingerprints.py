@@ -1,13 +1,18 @@
 """Blocking fingerprints: known censor blockpages, redirects and DNS answers.
 
 The format follows ooni/blocking-fingerprints: each fingerprint has a `name`, a `scope`
-(nat, isp, prod, inst, vbw, or fp for a known false positive), a `location` (``body``,
+(nat, isp, prod, inst, vbw, prov; fp for a known false positive, injb for a benign injection
+such as a router's firmware-update notice), a `location` (``body``,
 ``header.<name>`` or ``dns``), a `pattern_type` (full, prefix, contains, regexp), a
 `pattern` and the `expected_countries`. The bundled set lives in
 ``probe/data/fingerprints.yaml``; `default_fingerprints()` loads it once.
 
 Matching is pure: it reads an `HttpObservation` (its `body_sample` and headers) or a tuple
-of DNS answers and returns the first matching fingerprint, or None.
+of DNS answers and returns the first matching fingerprint (in file order), or None.
+Fingerprints whose scope is in `NOT_EVIDENCE` are never returned: a match is not evidence of
+censorship. With several hundred rows matched on every measurement, `Fingerprints` indexes them
+once (per location, DNS ``full`` patterns in a dict, regexps precompiled) instead of
+scanning the whole list per header.
 """
 
 from __future__ import annotations
@@ -23,7 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from probe.model import HttpObservation
 
-Scope = Literal["nat", "isp", "prod", "inst", "vbw", "fp"]
+Scope = Literal["nat", "isp", "prod", "inst", "vbw", "prov", "fp", "injb"]
+# Scopes whose match says nothing about censorship: fp marks a known false positive, injb a
+# benign injection (ooni/blocking-fingerprints' cl.injb_routerupdate: a router asking for a
+# firmware update). Their rows are kept so the file mirrors upstream, but never matched.
+NOT_EVIDENCE: frozenset[str] = frozenset({"fp", "injb"})
 PatternType = Literal["full", "prefix", "contains", "regexp"]
 
 _HEADER_NAME = re.compile(r"^header\.[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -73,6 +82,11 @@ class Fingerprint(BaseModel):
         return self
 
     @property
+    def is_evidence(self) -> bool:
+        """Whether a match is evidence of censorship (False for fp and injb scopes)."""
+        return self.scope not in NOT_EVIDENCE
+
+    @property
     def header(self) -> str | None:
         """The lowercased header name for ``header.<name>`` locations, else None."""
         return self.location.removeprefix("header.") if self.location.startswith("header.") else None
@@ -90,8 +104,13 @@ class Fingerprint(BaseModel):
             return value.startswith(self.pattern)
         if self.pattern_type == "contains":
             return self.pattern in value
-        # `re` keeps its own cache of compiled patterns, so this does not recompile each time.
-        return re.search(self.pattern, value) is not None
+        return _compiled(self.pattern).search(value) is not None
+
+
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    # `re`'s own cache holds 512 patterns and is shared with every other caller; keep ours.
+    return re.compile(pattern)
 
 
 class Fingerprints:
@@ -99,11 +118,31 @@ class Fingerprints:
 
     def __init__(self, items: Iterable[Fingerprint]) -> None:
         self._items = tuple(items)
-        seen: set[str] = set()
-        for fp in self._items:
-            if fp.name in seen:
+        self._by_name: dict[str, Fingerprint] = {}
+        self._position: dict[str, int] = {}
+        for i, fp in enumerate(self._items):
+            if fp.name in self._by_name:
                 raise FingerprintError(f"duplicate fingerprint name {fp.name!r}")
-            seen.add(fp.name)
+            self._by_name[fp.name] = fp
+            self._position[fp.name] = i
+        # Indexes over the evidence rows, each list in file order so "first match" is unchanged.
+        evidence = [(i, fp) for i, fp in enumerate(self._items) if fp.is_evidence]
+        self._body = tuple(fp for _, fp in evidence if fp.location == "body")
+        self._headers: dict[str, tuple[Fingerprint, ...]] = {}
+        for _, fp in evidence:
+            if fp.header is not None:
+                self._headers[fp.header] = (*self._headers.get(fp.header, ()), fp)
+        # DNS: almost every row is a `full` IP or CNAME, so a dict answers those in O(1); the
+        # file position decides between a full row and a rarer prefix/contains/regexp row.
+        self._dns_full: dict[str, tuple[int, Fingerprint]] = {}
+        self._dns_other: list[tuple[int, Fingerprint]] = []
+        for i, fp in evidence:
+            if fp.location != "dns":
+                continue
+            if fp.pattern_type == "full":
+                self._dns_full.setdefault(fp.pattern, (i, fp))
+            else:
+                self._dns_other.append((i, fp))
 
     def __iter__(self) -> Iterator[Fingerprint]:
         return iter(self._items)
@@ -112,37 +151,33 @@ class Fingerprints:
         return len(self._items)
 
     def get(self, name: str) -> Fingerprint | None:
-        return next((fp for fp in self._items if fp.name == name), None)
+        return self._by_name.get(name)
 
     def match_http(self, obs: HttpObservation) -> Fingerprint | None:
-        """Return the first fingerprint matching the response's body sample or headers.
+        """Return the first fingerprint (file order) matching the body sample or a header.
 
-        Fingerprints of scope ``fp`` (known false positives) are never returned.
+        Fingerprints of scope ``fp`` or ``injb`` (see `NOT_EVIDENCE`) are never returned.
         """
-        for fp in self._items:
-            if fp.scope == "fp" or fp.location == "dns":
-                continue
-            if fp.location == "body":
-                if obs.body_sample is not None and fp.matches(obs.body_sample):
-                    return fp
-                continue
-            header = fp.header
-            assert header is not None  # location validated: body, dns or header.<name>
-            # A header may repeat (Set-Cookie, Via): any occurrence counts.
-            for key, value in obs.headers:
-                if key.lower() == header and fp.matches(value):
-                    return fp
-        return None
+        found: list[tuple[int, Fingerprint]] = []
+        if obs.body_sample is not None:
+            body = obs.body_sample
+            hit = next((fp for fp in self._body if fp.matches(body)), None)
+            if hit is not None:
+                found.append((self._position[hit.name], hit))
+        # A header may repeat (Set-Cookie, Via): any occurrence counts.
+        for key, value in obs.headers:
+            for fp in self._headers.get(key.lower(), ()):
+                if fp.matches(value):
+                    found.append((self._position[fp.name], fp))
+                    break
+        return min(found, key=lambda pair: pair[0])[1] if found else None
 
     def match_dns(self, answers: Iterable[str]) -> Fingerprint | None:
-        """Return the first ``dns`` fingerprint matching any answer (an IP or a CNAME)."""
+        """Return the first ``dns`` fingerprint (file order) matching any answer (IP or CNAME)."""
         values = tuple(answers)
-        for fp in self._items:
-            if fp.scope == "fp" or fp.location != "dns":
-                continue
-            if any(fp.matches(value) for value in values):
-                return fp
-        return None
+        found = [self._dns_full[value] for value in values if value in self._dns_full]
+        found += [(i, fp) for i, fp in self._dns_other if any(fp.matches(v) for v in values)]
+        return min(found, key=lambda pair: pair[0])[1] if found else None
 
 
 def parse_fingerprints(data: Any, source: str = "<fingerprints>") -> Fingerprints:

@@ -108,7 +108,7 @@ def redirected_to_blockpage(
     hop's URL is the Location the previous hop answered, resolved against it."""
     for url in chain[1:]:
         for fp in fingerprints:
-            if fp.scope != "fp" and fp.header == "location" and fp.matches(url):
+            if fp.is_evidence and fp.header == "location" and fp.matches(url):
                 return url, fp
     return None
 
