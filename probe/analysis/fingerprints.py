@@ -127,11 +127,8 @@ class Fingerprints:
             self._position[fp.name] = i
         # Indexes over the evidence rows, each list in file order so "first match" is unchanged.
         evidence = [(i, fp) for i, fp in enumerate(self._items) if fp.is_evidence]
-        self._body = tuple(fp for _, fp in evidence if fp.location == "body")
-        self._headers: dict[str, tuple[Fingerprint, ...]] = {}
-        for _, fp in evidence:
-            if fp.header is not None:
-                self._headers[fp.header] = (*self._headers.get(fp.header, ()), fp)
+        self._body, self._headers = _by_location(fp for _, fp in evidence)
+        self._fp_body, self._fp_headers = _by_location(fp for fp in self._items if fp.scope == "fp")
         # DNS: almost every row is a `full` IP or CNAME, so a dict answers those in O(1); the
         # file position decides between a full row and a rarer prefix/contains/regexp row.
         self._dns_full: dict[str, tuple[int, Fingerprint]] = {}
@@ -154,23 +151,40 @@ class Fingerprints:
         return self._by_name.get(name)
 
     def match_http(self, obs: HttpObservation) -> Fingerprint | None:
-        """Return the first fingerprint (file order) matching the body sample or a header.
+        """Return the fingerprint matching the body sample or a header, or None.
 
-        Fingerprints of scope ``fp`` or ``injb`` (see `NOT_EVIDENCE`) are never returned.
+        Fingerprints of scope ``fp`` or ``injb`` (see `NOT_EVIDENCE`) are never returned. A
+        specific fingerprint (nat, isp, prod, inst, prov) wins over a vague blocking word
+        (``vbw``, e.g. "Access Denied"), then file order decides. A vague word alone is not
+        trusted when a known false positive (scope ``fp``) matches the same response: the
+        Censored Planet fp rows exist to veto exactly those (a CDN's own "Access Denied").
         """
-        found: list[tuple[int, Fingerprint]] = []
+        specific = self._first_http(obs, self._body, self._headers)
+        if specific is not None and specific.scope != "vbw":
+            return specific
+        if specific is None:
+            return None
+        if self._first_http(obs, self._fp_body, self._fp_headers) is not None:
+            return None
+        return specific
+
+    def _first_http(
+        self,
+        obs: HttpObservation,
+        body_rows: tuple[Fingerprint, ...],
+        header_rows: dict[str, tuple[Fingerprint, ...]],
+    ) -> Fingerprint | None:
+        """The best match among the given rows: non-vbw before vbw, then file order."""
+        found: list[Fingerprint] = []
         if obs.body_sample is not None:
             body = obs.body_sample
-            hit = next((fp for fp in self._body if fp.matches(body)), None)
-            if hit is not None:
-                found.append((self._position[hit.name], hit))
+            found += [fp for fp in body_rows if fp.matches(body)]
         # A header may repeat (Set-Cookie, Via): any occurrence counts.
         for key, value in obs.headers:
-            for fp in self._headers.get(key.lower(), ()):
-                if fp.matches(value):
-                    found.append((self._position[fp.name], fp))
-                    break
-        return min(found, key=lambda pair: pair[0])[1] if found else None
+            found += [fp for fp in header_rows.get(key.lower(), ()) if fp.matches(value)]
+        if not found:
+            return None
+        return min(found, key=lambda fp: (fp.scope == "vbw", self._position[fp.name]))
 
     def match_dns(self, answers: Iterable[str]) -> Fingerprint | None:
         """Return the first ``dns`` fingerprint (file order) matching any answer (IP or CNAME)."""
@@ -178,6 +192,20 @@ class Fingerprints:
         found = [self._dns_full[value] for value in values if value in self._dns_full]
         found += [(i, fp) for i, fp in self._dns_other if any(fp.matches(v) for v in values)]
         return min(found, key=lambda pair: pair[0])[1] if found else None
+
+
+def _by_location(
+    rows: Iterable[Fingerprint],
+) -> tuple[tuple[Fingerprint, ...], dict[str, tuple[Fingerprint, ...]]]:
+    """Split HTTP rows into body rows and rows per lowercased header name, keeping file order."""
+    body: list[Fingerprint] = []
+    headers: dict[str, list[Fingerprint]] = {}
+    for fp in rows:
+        if fp.location == "body":
+            body.append(fp)
+        elif fp.header is not None:
+            headers.setdefault(fp.header, []).append(fp)
+    return tuple(body), {name: tuple(fps) for name, fps in headers.items()}
 
 
 def parse_fingerprints(data: Any, source: str = "<fingerprints>") -> Fingerprints:

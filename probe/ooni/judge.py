@@ -113,6 +113,11 @@ def redirected_to_blockpage(
     return None
 
 
+def _vague(fingerprints: Fingerprints, name: str) -> bool:
+    fp = fingerprints.get(name)
+    return fp is not None and fp.scope == "vbw"
+
+
 def judge(imported: Imported, fingerprints: Fingerprints | None = None) -> Analysis:
     """The verdict on one imported measurement (pure)."""
     m = imported.measurement
@@ -126,7 +131,9 @@ def judge(imported: Imported, fingerprints: Fingerprints | None = None) -> Analy
     if (
         redirected is not None
         and analysis.verdict in ("ok", "http_blocked")
-        and analysis.fingerprint is None
+        # A redirect to a known censor's page names the censor better than a vague word
+        # ("Доступ ограничен", scope vbw) on the page it led to.
+        and (analysis.fingerprint is None or _vague(fps, analysis.fingerprint))
         and analysis.failure is None
     ):
         url, fp = redirected
@@ -162,7 +169,12 @@ def judge(imported: Imported, fingerprints: Fingerprints | None = None) -> Analy
             dns_consistency=analysis.dns_consistency,
             http_diff=analysis.http_diff,
         )
-    if analysis.verdict == "http_blocked" and analysis.fingerprint is None and analysis.failure is None:
+    if (
+        analysis.verdict == "http_blocked"
+        # A vague word ("Access Denied", scope vbw) on the site's own CDN refusal is no censor's.
+        and (analysis.fingerprint is None or _vague(fps, analysis.fingerprint))
+        and analysis.failure is None
+    ):
         # The page itself is not kept on an "ok" row: the marker travels in the labels, so a
         # judgement from stored data (rejudge_stored) finds it again.
         marker = server_side(m.http) or m.labels.get("ooni_server_side")
