@@ -74,7 +74,6 @@ class Daemon:
         self.supervisor = Supervisor()
         self.migration: asyncio.Task[None] | None = None
         self.monitor: Monitor | None = None
-        self.episode_writer: blackouts.BlackoutWriter | None = None
         self.server: MetricsServer | None = None
 
     @property
@@ -104,13 +103,11 @@ class Daemon:
         )
         monitor.set_config(zones, pairs_of(config))
         episodes_engine = create_engine(config.database_url)
-        episode_writer: blackouts.BlackoutWriter | None = None
         try:
             self.migration = self.supervisor.once("migration", self._migrate)
             self.migration.add_done_callback(self._migrated)
             self._sync_inventory(store)
             await self._restore(monitor, episodes_engine)
-            episode_writer = blackouts.BlackoutWriter(store, zones)  # onto the journal
             metrics.registry.register(BlackoutCollector(lambda: monitor.snapshot(datetime.now(UTC))))
             metrics.set_pairs(pairs_of(config))
             metrics.set_spool_source(lambda: store.spooled)
@@ -122,8 +119,9 @@ class Daemon:
                 for result in results:
                     store.submit(result)
                     metrics.observe(result)
-                    if episode_writer is not None:
-                        episode_writer.submit(monitor.observe(result))
+                    events = monitor.observe(result)
+                    if events:  # onto the measurements' journal, in order with them
+                        store.submit_episodes(events)
                     m, a = result.measurement, result.analysis
                     log.info(
                         "event=measurement vantage=%s target=%s verdict=%s operation=%s failure=%s "
@@ -157,7 +155,7 @@ class Daemon:
                 redact_url(config.database_url),
                 config.metrics.listen,
             )
-            self.monitor, self.episode_writer = monitor, episode_writer
+            self.monitor = monitor
             await self._serve(scheduler, store, metrics)
         finally:
             # Nothing here may raise or wait unbounded: every step is cut at its share of the
@@ -179,8 +177,6 @@ class Daemon:
                 return max(0.1, min(cap, deadline - clock() - 1.0))  # 1 s kept for the metrics
 
             await self.supervisor.stop(timeout=share(1.0))
-            if episode_writer is not None:
-                await self._bounded("episodes", episode_writer.close(), share(2.0))  # a last flush
             await self._bounded("episodes-engine", episodes_engine.dispose(), share(1.0))
             if prober is not None:
                 await self._bounded("helpers", prober.aclose(), share(1.0))
@@ -316,8 +312,6 @@ class Daemon:
         if self.monitor is not None:
             self.monitor.set_config(zones, pairs_of(config))
             self.monitor.set_thresholds(config.confirm_count, config.confirm_count, config.episode_min_span)
-        if self.episode_writer is not None:
-            self.episode_writer.zones = zones
         self._sync_inventory(store)
         log.info(
             "event=reloaded pairs=%d changed=%s",

@@ -8,8 +8,7 @@ The daemon's episodes take the measurements' write path: each event's episode is
 by the store (`Store.submit_episodes`) and written from the journal in order, so an episode
 survives kill -9 and a database outage like a measurement does; a replay upserts by identity.
 
-    writer = BlackoutWriter(store)                # in the daemon
-    writer.submit(monitor.observe(result))        # journaled at once; never blocks
+    store.submit_episodes(monitor.observe(result))   # in the daemon: journaled at once, never blocks
 """
 
 from __future__ import annotations
@@ -17,13 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from probe.episodes import Episode, EpisodeEvent, Observation, Tracker
+from probe.episodes import Episode, Observation, Tracker
 from probe.episodes.detect import DEFAULT_CLOSE_AFTER, DEFAULT_OPEN_AFTER
 from probe.episodes.model import BLOCKED_VERDICTS
 from probe.episodes.monitor import Monitor
@@ -151,34 +150,6 @@ async def rebuild(
     if rows:
         await conn.execute(insert(b), rows)
     return len(rows)
-
-
-class EpisodeJournal(Protocol):
-    """What `BlackoutWriter` needs of the store (`probe.store.Store`)."""
-
-    def submit_episodes(self, events: Sequence[EpisodeEvent]) -> None: ...
-
-
-class BlackoutWriter:
-    """The daemon's episode events, onto the store's journal (`Store.submit_episodes`): the
-    same write path as the measurements, in order with them. Kept as the daemon's handle on
-    episodes; it holds nothing itself, and the store's `close()` is its flush.
-    """
-
-    def __init__(self, store: EpisodeJournal, zones: Mapping[str, str] | None = None) -> None:
-        self._store = store
-        self.zones = dict(zones or {})  # the store takes each vantage's zone from its config
-
-    def submit(self, events: Sequence[EpisodeEvent]) -> None:
-        if events:
-            self._store.submit_episodes(events)
-
-    @property
-    def pending(self) -> int:
-        return 0  # journaled at once: the store's `spooled` counts them until written
-
-    async def close(self) -> None:
-        """Nothing to do: the store flushes and keeps what the database did not take."""
 
 
 async def restore(conn: AsyncConnection, monitor: Monitor, now: datetime) -> None:

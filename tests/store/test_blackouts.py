@@ -174,17 +174,15 @@ async def test_rebuild_equals_live_detection(database_url: str, tmp_path: Path) 
 async def test_writer_keeps_the_latest_state(database_url: str, tmp_path: Path) -> None:
     await fill(database_url, tmp_path)
     store = await Store.open(database_url, tmp_path / "spool")
-    writer = blackouts.BlackoutWriter(store, ZONES)
     e = Episode("kz-almaty", "youtube", T0, None, "tls_blocked", None, 2, None, T0)
-    writer.submit([EpisodeEvent("opened", e)])
-    writer.submit([EpisodeEvent("updated", Episode(**{**e.__dict__, "probes": 3}))])
-    await writer.close()
+    store.submit_episodes([EpisodeEvent("opened", e)])
+    store.submit_episodes([EpisodeEvent("updated", Episode(**{**e.__dict__, "probes": 3}))])
     await store.close()
     engine = create_engine(database_url)
     async with engine.connect() as conn:
         [stored] = await blackouts.load_episodes(conn)
     await engine.dispose()
-    assert stored.probes == 3 and writer.pending == 0
+    assert stored.probes == 3
 
 
 def test_analyze_without_rebuild_is_a_usage_error(tmp_path: Path) -> None:

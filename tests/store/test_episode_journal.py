@@ -111,13 +111,12 @@ VICTIM = textwrap.dedent(
     async def main(url: str, spool: str) -> None:
         # flush_interval: nothing reaches the database before the kill, only the journal.
         store = await Store.open(url, Path(spool), batch_size=500, flush_interval=3600)
-        writer = blackouts.BlackoutWriter(store)
         monitor = Monitor({"kz-almaty": "Asia/Almaty"}, open_after=2)
         t0 = datetime(2019, 5, 20, 14, 0, tzinfo=UTC)
         opened = []
         for i, verdict in enumerate(["ok", "tls_blocked", "tls_blocked"]):
             events = monitor.observe(Observation("kz-almaty", "youtube", t0.replace(minute=i), verdict))
-            writer.submit(events)
+            store.submit_episodes(events)
             opened += [e for e in events if e.kind == "opened"]
         assert opened, "no episode opened"
         await asyncio.sleep(0)  # one turn of the loop: the journal has it
