@@ -23,6 +23,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
+import ahocorasick
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -172,23 +173,34 @@ class Fingerprints:
         self,
         obs: HttpObservation,
         body_rows: _BodyRows,
-        header_rows: dict[str, tuple[Fingerprint, ...]],
+        header_rows: dict[str, _HeaderRows],
     ) -> Fingerprint | None:
         """The best match among the given rows: non-vbw before vbw, then file order."""
         found: list[Fingerprint] = []
         if obs.body_sample is not None:
             body = obs.body_sample
             contains, others = body_rows
-            # Most body rows are plain substrings: test them inline, without a method call each
-            # (a third of the match time with ~1,100 body rows on a 4 KB body).
-            found += [fp for pattern, fp in contains if pattern in body]
+            found += contains.find(body)
             found += [fp for fp in others if fp.matches(body)]
         # A header may repeat (Set-Cookie, Via): any occurrence counts.
         for key, value in obs.headers:
-            found += [fp for fp in header_rows.get(key.lower(), ()) if fp.matches(value)]
+            rows = header_rows.get(key.lower())
+            if rows is not None:
+                found += rows.find(value)
         if not found:
             return None
         return min(found, key=lambda fp: (fp.scope == "vbw", self._position[fp.name]))
+
+    def match_header(self, name: str, value: str) -> Fingerprint | None:
+        """The first evidence row (file order) for header `name` that `value` matches.
+
+        >>> fps = default_fingerprints()
+        >>> fps.match_header("Location", "http://warning.rt.ru/?id=1") is not None
+        True
+        """
+        rows = self._headers.get(name.lower())
+        found = rows.find(value) if rows is not None else []
+        return found[0] if found else None
 
     def match_dns(self, answers: Iterable[str]) -> Fingerprint | None:
         """Return the first ``dns`` fingerprint (file order) matching any answer (IP or CNAME)."""
@@ -198,11 +210,72 @@ class Fingerprints:
         return min(found, key=lambda pair: pair[0])[1] if found else None
 
 
-# Body rows as (pattern, row) pairs for `contains` rows and the other rows.
-_BodyRows = tuple[tuple[tuple[str, Fingerprint], ...], tuple[Fingerprint, ...]]
+class _Substrings:
+    """The rows whose pattern occurs in a text, found in one pass over it (Aho-Corasick).
+
+    Most body rows (about 1,250 of OONI's) are plain substrings: one substring search each
+    cost ~0.6 ms on a 4 KB body, which halved `curfew import --ooni`'s rate; one scan of the
+    body costs a few microseconds whatever the number of rows.
+    """
+
+    def __init__(self, rows: Iterable[tuple[str, Fingerprint]]) -> None:
+        by_pattern: dict[str, list[Fingerprint]] = {}
+        for pattern, fp in rows:
+            by_pattern.setdefault(pattern, []).append(fp)
+        self._automaton: Any = None
+        if by_pattern:
+            self._automaton = ahocorasick.Automaton()
+            for pattern, fps in by_pattern.items():
+                self._automaton.add_word(pattern, tuple(fps))
+            self._automaton.make_automaton()
+
+    def find(self, text: str) -> list[Fingerprint]:
+        """Every row whose pattern occurs in `text`, each once.
+
+        >>> row = Fingerprint(name="x", scope="isp", location="body", pattern_type="contains",
+        ...                   pattern="blocked", expected_countries=("ZZ",))
+        >>> [fp.name for fp in _Substrings([("blocked", row)]).find("is blocked, blocked")]
+        ['x']
+        >>> _Substrings([]).find("anything")
+        []
+        """
+        if self._automaton is None:
+            return []
+        found: dict[str, Fingerprint] = {}
+        for _, fps in self._automaton.iter(text):
+            for fp in fps:
+                found.setdefault(fp.name, fp)
+        return list(found.values())
 
 
-def _by_location(rows: Iterable[Fingerprint]) -> tuple[_BodyRows, dict[str, tuple[Fingerprint, ...]]]:
+class _HeaderRows:
+    """One header's rows (Location has ~400): a value that no row can match is turned away
+    with a few C-level checks; only a value that matches something walks the rows in order."""
+
+    def __init__(self, rows: Iterable[Fingerprint]) -> None:
+        self.rows = tuple(rows)
+        self._full = frozenset(fp.pattern for fp in self.rows if fp.pattern_type == "full")
+        self._prefixes = tuple(fp.pattern for fp in self.rows if fp.pattern_type == "prefix")
+        self._contains = _Substrings((fp.pattern, fp) for fp in self.rows if fp.pattern_type == "contains")
+        self._regexps = tuple(fp for fp in self.rows if fp.pattern_type == "regexp")
+
+    def find(self, value: str) -> list[Fingerprint]:
+        """The rows `value` matches, in file order."""
+        if not (
+            value in self._full
+            or value.startswith(self._prefixes)
+            or self._contains.find(value)
+            or any(fp.matches(value) for fp in self._regexps)
+        ):
+            return []
+        return [fp for fp in self.rows if fp.matches(value)]
+
+
+# Body rows: the `contains` rows in one automaton, and the other rows.
+_BodyRows = tuple[_Substrings, tuple[Fingerprint, ...]]
+
+
+def _by_location(rows: Iterable[Fingerprint]) -> tuple[_BodyRows, dict[str, _HeaderRows]]:
     """Split HTTP rows into body rows and rows per lowercased header name."""
     contains: list[tuple[str, Fingerprint]] = []
     others: list[Fingerprint] = []
@@ -214,7 +287,7 @@ def _by_location(rows: Iterable[Fingerprint]) -> tuple[_BodyRows, dict[str, tupl
             others.append(fp)
         elif fp.header is not None:
             headers.setdefault(fp.header, []).append(fp)
-    return (tuple(contains), tuple(others)), {name: tuple(fps) for name, fps in headers.items()}
+    return (_Substrings(contains), tuple(others)), {name: _HeaderRows(fps) for name, fps in headers.items()}
 
 
 def parse_fingerprints(data: Any, source: str = "<fingerprints>") -> Fingerprints:

@@ -107,9 +107,9 @@ def redirected_to_blockpage(
     differ from the site's page in the headers OONI compares: the redirect is the evidence. A
     hop's URL is the Location the previous hop answered, resolved against it."""
     for url in chain[1:]:
-        for fp in fingerprints:
-            if fp.is_evidence and fp.header == "location" and fp.matches(url):
-                return url, fp
+        fp = fingerprints.match_header("location", url)
+        if fp is not None:
+            return url, fp
     return None
 
 
