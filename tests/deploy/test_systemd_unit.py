@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "curfew.service"
+UNITS = [UNIT, ROOT / "deploy" / "systemd" / "curfew-helper.service"]  # the daemon's and the helper's
 EXEC_START = "/opt/curfew/bin/curfew"  # where deploy/systemd/INSTALL.md puts the venv
 MAX_EXPOSURE = 2.0
 
@@ -34,8 +35,9 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @needs_analyze
-def test_exposure_is_at_most_2_0() -> None:
-    result = _run("security", "--offline=yes", "--no-pager", str(UNIT))
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_exposure_is_at_most_2_0(unit: Path) -> None:
+    result = _run("security", "--offline=yes", "--no-pager", str(unit))
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
     if match is None:
         pytest.skip(f"systemd-analyze security cannot run here: {result.stderr.strip()[:200]}")
@@ -43,13 +45,14 @@ def test_exposure_is_at_most_2_0() -> None:
 
 
 @needs_analyze
-def test_systemd_verify_reports_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shipped", UNITS, ids=lambda u: u.name)
+def test_systemd_verify_reports_nothing(tmp_path: Path, shipped: Path) -> None:
     # verify insists that ExecStart= exists and is executable: point it at a stand-in.
     curfew = tmp_path / "curfew"
     curfew.write_text("#!/bin/sh\n")
     curfew.chmod(0o755)
-    unit = tmp_path / UNIT.name
-    unit.write_text(UNIT.read_text().replace(EXEC_START, str(curfew)))
+    unit = tmp_path / shipped.name
+    unit.write_text(shipped.read_text().replace(EXEC_START, str(curfew)))
     result = _run("verify", "--no-pager", str(unit))
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0 and str(unit) not in output:
