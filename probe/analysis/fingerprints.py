@@ -29,6 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from probe.model import HttpObservation
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader when PyYAML has it: the bundled set (1,800 rows) loads in a tenth
+of the time."""
+
 Scope = Literal["nat", "isp", "prod", "inst", "vbw", "prov", "fp", "injb"]
 # Scopes whose match says nothing about censorship: fp marks a known false positive, injb a
 # benign injection (ooni/blocking-fingerprints' cl.injb_routerupdate: a router asking for a
@@ -319,7 +323,7 @@ def load_fingerprints(text: str | None = None, source: str = "fingerprints.yaml"
     if text is None:
         text = resources.files("probe").joinpath("data/fingerprints.yaml").read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError:
         raise FingerprintError(f"{source}: not valid YAML") from None
     return parse_fingerprints(data, source)

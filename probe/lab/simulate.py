@@ -223,11 +223,9 @@ def prepare(scenario: Scenario, sim: Simulation) -> Scenario:
     return scenario.model_copy(update={"targets": targets})
 
 
-def simulation_config(
-    lab_config: dict[str, Any], sim: Simulation, vantages: Iterable[str] | None = None
-) -> Config:
-    """The lab's curfew config with the simulation's schedule, short deadlines and filters;
-    `vantages` narrows it further (a group's), control vantages always kept."""
+def simulation_config(lab_config: dict[str, Any], sim: Simulation) -> Config:
+    """The lab's curfew config with the simulation's schedule, short deadlines and filters
+    (control vantages and control targets always kept)."""
     data = dict(lab_config)
     step = sim.step_timeout
     data.update(
@@ -251,8 +249,6 @@ def simulation_config(
         },
     )
     data["vantages"] = _keep(data["vantages"], sim.vantages, "vantage")
-    if vantages is not None:
-        data["vantages"] = _keep(data["vantages"], vantages, "vantage")
     data["targets"] = _keep(data["targets"], sim.targets, "target")
     return parse_config(data, "<simulation>")
 
@@ -267,12 +263,18 @@ def _keep(entries: list[dict[str, Any]], wanted: Iterable[str] | None, kind: str
     return [e for e in entries if e["name"] in wanted or e.get("control")]
 
 
+TARGET_PARTS = 2
+"""How many groups a simulation's targets are split into (fewer when it probes fewer
+non-control targets). A constant of the simulation, never derived from `--jobs` or the
+machine: the groups decide what is measured, `--jobs` only where they run."""
+
+
 @dataclass(frozen=True)
 class Group:
-    """The vantages one simulation world probes: one censored vantage (its pairs on its own
-    agenda, with its own Prober, Monitor and lab), and, in the first group only, the control
-    vantages' own pairs. Every group measures the controls its verdicts need; the control
-    vantages' measurements are stored by the first group only.
+    """A part of the simulation's targets, probed from every vantage in one world of its own
+    (its own agenda, Prober, Monitor and lab). The group schedules and stores the pairs of
+    its own `targets` (control vantages included); it also measures the control targets its
+    verdicts need when another group owns them, and stores those measurements nowhere.
 
     Groups share nothing, so a run is the same whether they go one after another in one
     process or side by side in several (`probe.lab.shards`): that is what makes `--jobs`
@@ -280,28 +282,36 @@ class Group:
     """
 
     index: int
-    vantages: tuple[str, ...]
-    """The censored vantages whose pairs this group schedules (one, or none: controls only)."""
-    controls: bool
-    """Schedule and store the control vantages' own pairs too (the first group)."""
+    targets: tuple[str, ...]
+    """The targets whose pairs this group schedules and stores."""
 
 
 def groups_of(scenario: Scenario, sim: Simulation) -> list[Group]:
-    """The groups of a simulation, in a fixed order (scenario order of the vantages).
+    """The groups of a simulation, in a fixed order: the control targets in the first, the
+    other probed targets dealt in scenario order, starting with the second group (which
+    measures the control targets too, unstored), so the groups' work is about even.
 
     >>> from probe.lab import load_scenario
-    >>> [g.vantages for g in groups_of(load_scenario("kazakhstan-2019"), Simulation(days=1))]
-    [('kz-almaty',), ('kz-astana',), ('kz-mobile',)]
+    >>> [g.targets for g in groups_of(load_scenario("kazakhstan-2019"), Simulation(days=1))]
+    [('wikipedia', 'facebook-cdn', 'instagram'), ('facebook', 'youtube', 'news')]
     """
-    censored = [v.name for v in scenario.vantages if not v.control]
-    if sim.vantages is not None:
-        unknown = set(sim.vantages) - {v.name for v in scenario.vantages}
+    for kind, wanted, known in (
+        ("vantage", sim.vantages, {v.name for v in scenario.vantages}),
+        ("target", sim.targets, {t.name for t in scenario.targets}),
+    ):
+        unknown = set(wanted or ()) - known
         if unknown:
-            raise ValueError(f"unknown vantage {sorted(unknown)[0]!r}")
-        censored = [v for v in censored if v in sim.vantages]
-    if not censored:
-        return [Group(0, (), True)]
-    return [Group(i, (name,), i == 0) for i, name in enumerate(censored)]
+            raise ValueError(f"unknown {kind} {sorted(unknown)[0]!r}")
+    probed = [
+        t for t in scenario.targets if t.probe and (sim.targets is None or t.control or t.name in sim.targets)
+    ]
+    controls = [t.name for t in probed if t.control]
+    others = [t.name for t in probed if not t.control]
+    count = max(1, min(TARGET_PARTS, len(others)))
+    parts: list[list[str]] = [list(controls)] + [[] for _ in range(count - 1)]
+    for i, name in enumerate(others):
+        parts[(i + 1) % count].append(name)
+    return [Group(i, tuple(part)) for i, part in enumerate(parts) if part]
 
 
 def _controls_first(config: Config, pairs: Iterable[Pair]) -> list[Pair]:
@@ -433,7 +443,7 @@ async def _over_kernel(
     clock = VirtualClock(start)
     probe_clock = ProbeClock(clock)
     async with Lab(prepare(scenario, sim), group_dir / "lab", loss=sim.loss, seed=seed) as lab:
-        config = simulation_config(lab.curfew_config(), sim, group.vantages)
+        config = simulation_config(lab.curfew_config(), sim)
         await store.sync_inventory(config)
         networks = {v.name: vantage_network(v, config) for v in config.vantages}
 
@@ -471,7 +481,7 @@ async def _in_memory(
     network = MemoryNetwork(
         prepare_memory(scenario, sim), group_dir / "lab", lambda: instant[0], sim.loss, seed
     )
-    config = simulation_config(network.curfew_config(), sim, group.vantages)
+    config = simulation_config(network.curfew_config(), sim)
     await store.sync_inventory(config)
 
     def submit(results: list[Result]) -> None:
@@ -524,12 +534,8 @@ async def _probe(
     """The group's days: the agenda's instants in order, each one's due pairs run together."""
     config = world.config
     end = start + dt.timedelta(days=sim.days)
-    control_vantages = {v.name for v in config.vantages if v.control}
-    scheduled = {
-        pair: interval
-        for pair, interval in intervals_of(config).items()
-        if pair[0] in group.vantages or (group.controls and pair[0] in control_vantages)
-    }
+    owned = set(group.targets)
+    scheduled = {pair: interval for pair, interval in intervals_of(config).items() if pair[1] in owned}
     agenda = Agenda(
         scheduled,
         confirm_interval=sim.confirm_interval,
@@ -567,7 +573,7 @@ async def _probe(
                 if isinstance(results, TimeoutError):
                     continue  # abandoned like the daemon's; the pair fires again later
                 raise results
-            kept = [r for r in results if group.controls or r.measurement.vantage not in control_vantages]
+            kept = [r for r in results if r.measurement.target in owned]
             batch += kept
             _count(kept, summary)
             if monitor is not None:

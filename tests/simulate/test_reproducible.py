@@ -1,9 +1,12 @@
-"""A simulation measures the same whatever `--jobs`: its groups share no state."""
+"""A simulation measures the same whatever `--jobs`: its groups (parts of the targets) share
+no state."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+
+import pytest
 
 from probe.lab import Scenario, parse_scenario
 from probe.lab.shards import deal, run
@@ -20,7 +23,8 @@ CONTENT = (
 
 
 def two_vantages() -> Scenario:
-    """Two censored vantages with different evenings, a control vantage, a control target."""
+    """Two censored vantages with different evenings, a control vantage, two targets and a
+    control target."""
     return parse_scenario(
         {
             "name": "two-evenings",
@@ -33,6 +37,7 @@ def two_vantages() -> Scenario:
             ],
             "targets": [
                 {"name": "site", "hosts": ["site.lab"], "address": "127.0.4.1", "port": 0, "bulk": False},
+                {"name": "other", "hosts": ["other.lab"], "address": "127.0.4.3", "port": 0, "bulk": False},
                 {
                     "name": "wiki",
                     "hosts": ["wiki.lab"],
@@ -47,19 +52,35 @@ def two_vantages() -> Scenario:
                  "when": {"daily": "20:00-21:00"}},
                 {"action": "dns_nxdomain", "vantages": ["south"], "names": ["site.lab"],
                  "when": {"daily": "21:00-22:00"}},
+                {"action": "http_blockpage", "vantages": ["north", "south"], "targets": ["other"],
+                 "when": {"daily": "19:00-20:00"}},
             ],
         }
     )  # fmt: skip
 
 
-def test_groups_are_one_per_censored_vantage_and_dealt_to_jobs() -> None:
+def test_groups_split_the_targets_and_are_dealt_to_jobs() -> None:
     groups = groups_of(two_vantages(), Simulation(days=1))
-    assert groups == [Group(0, ("north",), True), Group(1, ("south",), False)]
+    # The control target goes with the first group; the others are dealt from the second on.
+    assert groups == [Group(0, ("wiki", "other")), Group(1, ("site",))]
     assert deal(groups, 1) == [groups]
     assert deal(groups, 2) == [[groups[0]], [groups[1]]]
     assert deal(groups, 8) == [[groups[0]], [groups[1]]]
-    only_south = groups_of(two_vantages(), Simulation(days=1, vantages=("south",)))
-    assert only_south == [Group(0, ("south",), True)]
+    # One target besides the controls: one group (a second would only measure them again).
+    only_site = groups_of(two_vantages(), Simulation(days=1, targets=("site",), vantages=("south",)))
+    assert only_site == [Group(0, ("wiki", "site"))]
+
+
+@pytest.mark.parametrize(
+    ("sim", "named"),
+    [
+        (Simulation(days=1, vantages=("west",)), "unknown vantage 'west'"),
+        (Simulation(days=1, targets=("nowhere",)), "unknown target 'nowhere'"),
+    ],
+)
+def test_unknown_names_are_refused_before_anything_runs(sim: Simulation, named: str) -> None:
+    with pytest.raises(ValueError, match=f"^{named}$"):
+        groups_of(two_vantages(), sim)
 
 
 def test_one_job_and_two_jobs_measure_the_same(tmp_path: Path) -> None:
@@ -74,7 +95,12 @@ def test_one_job_and_two_jobs_measure_the_same(tmp_path: Path) -> None:
         assert len(tables[jobs]) == summary.measurements
         assert summary.watches > 0  # the case that used to differ is in the comparison
     assert tables[1] == tables[2]
-    # Each vantage's measurements once; the control vantage's stored once, not per group.
+    # Each pair's measurements once: the control target is measured by both groups (the
+    # second group's verdicts need it) and stored by the first only.
     keys = [(r[0], r[1], r[2]) for r in tables[1]]
     assert len(keys) == len(set(keys))
     assert {r[1] for r in tables[1]} == {"north", "south", "control"}
+    assert {r[2] for r in tables[1]} == {"site", "other", "wiki"}
+    # At a base instant every vantage measured every target, wiki included.
+    first = min(r[0] for r in tables[1])
+    assert len([r for r in tables[1] if r[0] == first]) == 3 * 3
