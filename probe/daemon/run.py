@@ -303,8 +303,10 @@ class Daemon:
         for key in changes.refused:
             log.warning("event=reload-key-refused key=%s reason=restart-only kept=running-value", key)
         config = changes.config
-        if config.metrics.listen != self.config.metrics.listen and not await self._rebind(metrics, config):
-            changes.applied.remove("metrics")
+        moved = config.metrics.listen != self.config.metrics.listen or self.server is None
+        if moved and not await self._rebind(metrics, config):
+            if "metrics" in changes.applied:
+                changes.applied.remove("metrics")
             config = config.model_copy(update={"metrics": self.config.metrics})
         self.config = config
         metrics.set_pairs(pairs_of(config))
@@ -338,12 +340,22 @@ class Daemon:
                     _token(exc),
                     self.config.metrics.listen,
                 )
-                self.server = await serve_metrics(metrics, *self.config.metrics.host_port)
+                self.server = await self._serve_or_none(metrics, self.config.metrics.listen)
                 return False
             return True
         if old is not None:
             await self._bounded("metrics", old.close(), 1.0)
         return True
+
+    async def _serve_or_none(self, metrics: Metrics, listen: str) -> MetricsServer | None:
+        """The metrics back on their old address after a refused move; None, logged, if even
+        that is gone (taken while it was free): probing goes on, and the next SIGHUP tries again."""
+        host, port = self.config.metrics.host_port
+        try:
+            return await serve_metrics(metrics, host, port)
+        except OSError as exc:
+            log.error("event=metrics-unserved listen=%s reason=%s retry=next-reload", listen, _token(exc))
+            return None
 
     # -- periodic work ------------------------------------------------------------------------------
 
