@@ -61,19 +61,30 @@ _RESET = object()
 
 
 class _VirtualSelector(selectors.DefaultSelector):
-    """Never waits for a timer: tells the loop to jump its clock to it instead."""
+    """Never waits for a timer: tells the loop to jump its clock to it instead.
+
+    The only file the loop watches is its self-pipe, which another thread writes to wake it
+    (`call_soon_threadsafe`); the callback itself is already queued by then. So while there
+    is work or a timer, the pipe is polled only every `POLL_EVERY` turns (to drain it), not
+    at each of the loop's ~20 turns per measurement: a system call saved per turn.
+    """
+
+    POLL_EVERY = 64
 
     def __init__(self, loop: VirtualLoop) -> None:
         super().__init__()
         self._loop = loop
+        self._turns = 0
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        events = super().select(0)
-        if events or timeout is None or timeout <= 0:
-            # Nothing scheduled: only another thread (call_soon_threadsafe) can wake us.
-            return events if events or timeout is not None else super().select(None)
-        self._loop.advance(timeout)
-        return []
+        if timeout is None:
+            # Nothing ready and no timer: only another thread can wake us.
+            return super().select(None)
+        self._turns += 1
+        events = super().select(0) if self._turns % self.POLL_EVERY == 0 else []
+        if not events and timeout > 0:
+            self._loop.advance(timeout)
+        return events
 
 
 class VirtualLoop(asyncio.SelectorEventLoop):
