@@ -192,8 +192,15 @@ class Endpoint:
             self._eof = True
         elif data is _RESET:
             self._reset = True
-        elif isinstance(data, bytes) and not self._closed:
-            self._buffer += data
+        elif isinstance(data, bytes):
+            if not self._closed:
+                self._buffer += data
+            elif not self._reset and self._out is not None:
+                # Data for a socket closed on this side: the kernel answers with a reset, and
+                # the sender's next write fails. (A throttled origin would otherwise trickle
+                # the rest of its bulk object to a client that gave up long ago.)
+                self._reset = True
+                self._out.send(_RESET)
         self._wake()
 
     async def _more(self) -> None:

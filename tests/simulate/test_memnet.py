@@ -13,7 +13,7 @@ import pytest
 
 from probe.engine import measure
 from probe.lab import load_scenario
-from probe.lab.memnet import MemoryNetwork, VirtualLoop
+from probe.lab.memnet import LATENCY, Endpoint, MemoryNetwork, VirtualLoop
 from probe.lab.simulate import LoopClock, Simulation, prepare_memory, simulate, simulation_config
 from probe.model import Measurement
 from probe.vantage import vantage_network
@@ -142,3 +142,32 @@ def test_two_runs_in_memory_are_identical_to_the_microsecond(tmp_path: Path) -> 
     differ = {k for a, b in zip(*tables, strict=True) for k in a if a[k] != b[k]}
     assert differ == set(), differ
     assert any(r["failure"] is not None for r in tables[0])
+
+
+def test_data_for_a_closed_socket_is_answered_with_a_reset() -> None:
+    # As a kernel does: a server still writing to a client that closed gets a reset, so a
+    # throttled origin stops instead of trickling its whole bulk object into nowhere.
+    loop = VirtualLoop(1_000_000.0)
+
+    async def main() -> tuple[bytes, type[BaseException] | None, float]:
+        client, server = Endpoint.pair(loop)
+        server.write(b"first")
+        got = await client.read(100)
+        client.close()
+        server.write(b"after the close")  # reaches a closed socket: answered with a reset
+        began = loop.time()
+        try:
+            for _ in range(100):  # bounded: the reset is back after one round trip
+                await asyncio.sleep(LATENCY / 2)
+                server.write(b"more")
+        except ConnectionResetError as exc:
+            return got, type(exc), loop.time() - began
+        return got, None, loop.time() - began
+
+    try:
+        got, error, waited = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert got == b"first"
+    assert error is ConnectionResetError
+    assert waited <= 3 * LATENCY
