@@ -47,7 +47,7 @@ from probe.engine import measure
 from probe.episodes.monitor import Monitor
 from probe.lab.lab import Lab
 from probe.lab.memnet import MemoryNetwork, VirtualLoop
-from probe.lab.scenario import Scenario
+from probe.lab.scenario import Scenario, TargetSpec
 from probe.model import Measurement, Result
 from probe.store import Store
 from probe.vantage import vantage_network
@@ -287,13 +287,13 @@ class Group:
 
 
 def groups_of(scenario: Scenario, sim: Simulation) -> list[Group]:
-    """The groups of a simulation, in a fixed order: the control targets in the first, the
-    other probed targets dealt in scenario order, starting with the second group (which
-    measures the control targets too, unstored), so the groups' work is about even.
+    """The groups of a simulation, in a fixed order: the control targets in the first (every
+    group measures them, the first stores them), the other probed targets dealt heaviest first
+    to the group with the least work so far (`_cost`), so the groups take about as long.
 
     >>> from probe.lab import load_scenario
     >>> [g.targets for g in groups_of(load_scenario("kazakhstan-2019"), Simulation(days=1))]
-    [('wikipedia', 'facebook-cdn', 'instagram'), ('facebook', 'youtube', 'news')]
+    [('facebook', 'youtube', 'wikipedia', 'news'), ('facebook-cdn', 'instagram')]
     """
     for kind, wanted, known in (
         ("vantage", sim.vantages, {v.name for v in scenario.vantages}),
@@ -305,13 +305,35 @@ def groups_of(scenario: Scenario, sim: Simulation) -> list[Group]:
     probed = [
         t for t in scenario.targets if t.probe and (sim.targets is None or t.control or t.name in sim.targets)
     ]
-    controls = [t.name for t in probed if t.control]
-    others = [t.name for t in probed if not t.control]
+    controls = [t for t in probed if t.control]
+    others = [t for t in probed if not t.control]
     count = max(1, min(TARGET_PARTS, len(others)))
-    parts: list[list[str]] = [list(controls)] + [[] for _ in range(count - 1)]
-    for i, name in enumerate(others):
-        parts[(i + 1) % count].append(name)
-    return [Group(i, tuple(part)) for i, part in enumerate(parts) if part]
+    parts: list[list[TargetSpec]] = [list(controls)] + [[] for _ in range(count - 1)]
+    load = [sum(_cost(t) for t in controls)] * count
+    for target in sorted(others, key=_cost, reverse=True):  # stable: scenario order among equals
+        lightest = load.index(min(load))
+        parts[lightest].append(target)
+        load[lightest] += _cost(target)
+    order = {t.name: i for i, t in enumerate(scenario.targets)}
+    return [
+        Group(i, tuple(sorted((t.name for t in part), key=order.__getitem__)))
+        for i, part in enumerate(parts)
+        if part
+    ]
+
+
+def _cost(target: TargetSpec) -> int:
+    """A rough weight of one measurement of `target`, for dealing targets to groups: a TLS
+    handshake is most of a measurement's CPU, and a bulk download opens a second connection.
+
+    >>> from probe.lab.scenario import TargetSpec
+    >>> _cost(TargetSpec(name="a", hosts=["a.lab"], address="127.0.1.1"))
+    6
+    >>> _cost(TargetSpec(name="b", hosts=["b.lab"], address="127.0.1.2", scheme="http", bulk=False))
+    1
+    """
+    https = target.scheme == "https"
+    return 1 + 2 * https + (1 + 2 * https if target.bulk else 0)
 
 
 def _controls_first(config: Config, pairs: Iterable[Pair]) -> list[Pair]:
