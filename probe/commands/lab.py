@@ -114,7 +114,7 @@ def add_simulate(lab_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--jobs",
         type=int,
         default=os.cpu_count() or 1,
-        help="processes, each simulating some of the vantages (default: one per CPU); "
+        help="processes, each simulating some of the targets from every vantage (default: one per CPU); "
         "the measurements do not depend on it",
     )
     p.add_argument(

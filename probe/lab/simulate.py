@@ -20,8 +20,11 @@ Watch windows (`watch=True`, the default): a `Monitor` is fed every result, as i
 and once every 24 h of virtual time the schedules it has inferred so far
 (`probe.episodes.pattern`) give each pair extra probes every `confirm_interval` within
 `watch_margin` of each predicted local onset and offset for the next 24 h
-(`probe.daemon.watch.watch_times`). Before a schedule exists (the first days of a run, or of
-each stretch with `--jobs`) only the normal re-probing applies.
+(`probe.daemon.watch.watch_times`). Before a schedule exists (the first days of a run) only
+the normal re-probing applies.
+
+The targets are split into groups (`groups_of`), each a world of its own: with `--jobs` they
+run side by side in processes (`probe.lab.shards`), and what is measured does not change.
 
     summary = await simulate(load_scenario("kazakhstan-2019"), Simulation(days=14),
                              "sqlite:///kz.db", Path(".sim"))
