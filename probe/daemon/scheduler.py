@@ -117,7 +117,8 @@ class Scheduler:
 
     def apply(self, config: Config) -> None:
         """Make the jobs match `config`: add new pairs, drop removed ones, re-time changed ones."""
-        self.prober.swap(config)  # first: it raises for a config it cannot take, and nothing changed
+        if config is not self.prober.config:  # at start the prober was built from this very config
+            self.prober.swap(config)  # first: it raises for a config it cannot take, and nothing changed
         self.config = config
         wanted = pairs_of(config)
         self.agenda.configure(

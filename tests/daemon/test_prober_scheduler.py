@@ -183,6 +183,22 @@ async def test_apply_adds_and_removes_jobs() -> None:
         await scheduler.drain(0.1)
 
 
+async def test_start_keeps_the_probers_helper_pool_and_a_reload_replaces_it() -> None:
+    # The prober was built from the very config the scheduler starts with: building its helper
+    # clients a second time (and closing the first set later) was wasted work at every start.
+    prober = Prober(config(), measure_fn=FakeNetwork())
+    built = prober.helpers
+    scheduler = Scheduler(prober, lambda _: None)
+    scheduler.start()
+    try:
+        assert prober.helpers is built
+        scheduler.apply(config(max_concurrency=3))  # a reload: a new config object
+        assert prober.helpers is not built and prober.max_concurrency == 3
+    finally:
+        await scheduler.drain(0.1)
+        await prober.aclose()
+
+
 async def test_watch_windows_probe_densely_around_a_predicted_onset() -> None:
     from datetime import UTC, timedelta
 
