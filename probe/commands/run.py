@@ -43,6 +43,6 @@ def handle(args: argparse.Namespace) -> int:
         print(f"curfew: error: {args.config}: {reason}", file=sys.stderr)
         return EXIT_FAILURE
     try:
-        return run_async(run(Path(args.config)))
+        return run_async(run(Path(args.config), config=config))  # the config the lock was taken for
     finally:
         os.close(held)

@@ -385,9 +385,15 @@ def _exit_anyway(code: int) -> None:
     os._exit(code)
 
 
-async def run(config_path: Path, signals: Signals | None = None) -> int:
-    """Run the daemon until SIGTERM/SIGINT; raises ConfigError for a bad config."""
-    config = load_config(config_path)
+async def run(config_path: Path, signals: Signals | None = None, config: Config | None = None) -> int:
+    """Run the daemon until SIGTERM/SIGINT; raises ConfigError for a bad config.
+
+    `config`: the file as already loaded (and checked, and its data_dir locked) by the caller;
+    loading it again could pick up an edit made in between and run on another data_dir than
+    the one locked. SIGHUP re-reads `config_path`.
+    """
+    if config is None:
+        config = load_config(config_path)
     code = await Daemon(config_path, config, signals).run()
     # The event loop's shutdown waits for worker threads and tasks; one stuck on a database
     # that never answers would hold the exit for as long as the driver waits.
