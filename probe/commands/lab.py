@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from probe.commands.common import EXIT_FAILURE, EXIT_OK, run_async
+from probe.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, run_async
 
 if TYPE_CHECKING:
     from probe.lab.simulate import Progress, Summary
@@ -153,7 +153,7 @@ class ProgressLine:
 def handle_simulate(args: argparse.Namespace) -> int:
     from probe.lab import shards
     from probe.lab.scenario import load_scenario
-    from probe.lab.simulate import Simulation
+    from probe.lab.simulate import Simulation, groups_of
     from probe.store import StoreError
 
     scenario = load_scenario(args.scenario)
@@ -178,6 +178,11 @@ def handle_simulate(args: argparse.Namespace) -> int:
             },
         )
         sim.check()
+        groups_of(scenario, sim)  # names no vantage or target of the scenario: before any work
+    except ValueError as exc:  # the arguments: a usage error, as argparse's own
+        print(f"curfew: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         progress = ProgressLine()
         try:
             summary = shards.run(scenario, sim, args.db, args.state_dir, jobs=args.jobs, on_progress=progress)

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from probe.cli import main
 from probe.lab.simulate import Progress, Simulation, natural_start, simulate
 from tests.simulate.conftest import evening, rows
 
@@ -147,3 +148,22 @@ def test_natural_start_is_local_midnight_of_the_first_dated_rule() -> None:
 
     kz = natural_start(load_scenario("kazakhstan-2019"))
     assert kz == dt.datetime(2018, 3, 1, tzinfo=ZoneInfo("Asia/Almaty"))
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--vantages", "nowhere"], "curfew: error: unknown vantage 'nowhere'"),
+        (["--targets", "facebook,nope"], "curfew: error: unknown target 'nope'"),
+        (["--days", "0"], "curfew: error: --days, --interval and --confirm-interval must be > 0"),
+    ],
+)
+def test_bad_arguments_are_a_usage_error_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], named: str
+) -> None:
+    db = tmp_path / "sim.db"
+    common = ["--scenario", "kazakhstan-2019", "--days", "1", "--db", f"sqlite:///{db}"]
+    code = main(["lab", "simulate", *common, "--state-dir", str(tmp_path / "state"), *args])
+    assert code == 2  # like argparse's own usage errors; 1 is for a run that failed
+    assert named in capsys.readouterr().err
+    assert not db.exists() and not (tmp_path / "state").exists()  # nothing was started
