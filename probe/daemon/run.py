@@ -108,6 +108,9 @@ class Daemon:
             self.migration.add_done_callback(self._migrated)
             self._sync_inventory(store)
             await self._restore(monitor, episodes_engine)
+            # Only the seed uses it: its idle connection (a thread too, for SQLite) goes now, not
+            # at stop. Disposed again at stop, for a seed that timed out and returns one late.
+            await self._bounded("episodes-engine", episodes_engine.dispose(), 1.0)
             metrics.registry.register(BlackoutCollector(lambda: monitor.snapshot(datetime.now(UTC))))
             metrics.set_pairs(pairs_of(config))
             metrics.set_spool_source(lambda: store.spooled)
