@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,49 @@ def target_url(target: TargetSpec, port: int, path: str = "/") -> str:
     default = 443 if target.scheme == "https" else 80
     netloc = target.hosts[0] if port == default else f"{target.hosts[0]}:{port}"
     return f"{target.scheme}://{netloc}{path}"
+
+
+def scenario_config(
+    scenario: Scenario,
+    dns: tuple[str, int],
+    ca_bundle: Path,
+    port_of: Callable[[TargetSpec], int],
+    skip: Sequence[VantageSpec] = (),
+) -> dict[str, Any]:
+    """A curfew config (probe/config.py shape) probing `scenario`'s probed targets from its
+    vantages (but `skip`), with the DNS server at `dns`, the lab's CA trusted and each target
+    on `port_of(target)`: what the kernel lab and the in-memory one both hand the probe."""
+    host, port = dns
+    vantages = [
+        {
+            "name": v.name,
+            "timezone": scenario.timezone,
+            "source_address": v.address,
+            "resolver": f"{host}:{port}",
+            "control": v.control,
+            "labels": {"lab": scenario.name},
+            **{
+                key: value
+                for key in ("probe_cc", "probe_asn", "probe_network_name")
+                if (value := getattr(v, key)) is not None
+            },
+        }
+        for v in scenario.vantages
+        if v not in skip
+    ]
+    targets = []
+    for target in scenario.targets:
+        if not target.probe:
+            continue
+        entry: dict[str, Any] = {
+            "name": target.name,
+            "url": target_url(target, port_of(target)),
+            "control": target.control,
+        }
+        if target.bulk:
+            entry["throughput_url"] = target_url(target, port_of(target), target.bulk_path)
+        targets.append(entry)
+    return {"tls": {"ca_bundle": str(ca_bundle)}, "vantages": vantages, "targets": targets}
 
 
 class Lab:
@@ -242,41 +285,16 @@ class Lab:
         A vantage served as a test helper is not probed from: the config lists it under
         `helpers:` instead, and has no control vantage.
         """
-        host, port = self.dns_address
-        helpers = self.scenario.helper_vantages
-        vantages = [
-            {
-                "name": v.name,
-                "timezone": self.scenario.timezone,
-                "source_address": v.address,
-                "resolver": f"{host}:{port}",
-                "control": v.control,
-                "labels": {"lab": self.scenario.name},
-                **{
-                    key: value
-                    for key in ("probe_cc", "probe_asn", "probe_network_name")
-                    if (value := getattr(v, key)) is not None
-                },
-            }
-            for v in self.scenario.vantages
-            if v not in helpers
-        ]
-        targets = []
-        for target in self.scenario.targets:
-            if not target.probe:
-                continue
-            entry: dict[str, Any] = {
-                "name": target.name,
-                "url": target_url(target, self.target_port(target.name)),
-                "control": target.control,
-            }
-            if target.bulk:
-                entry["throughput_url"] = target_url(target, self.target_port(target.name), target.bulk_path)
-            targets.append(entry)
-        config: dict[str, Any] = {"tls": {"ca_bundle": str(self.ca_pem_path)}}
+        config = scenario_config(
+            self.scenario,
+            self.dns_address,
+            self.ca_pem_path,
+            lambda target: self.target_port(target.name),
+            skip=self.scenario.helper_vantages,
+        )
         if self._helpers:
             config["helpers"] = [{"url": url} for url in self.helper_urls]
-        return {**config, "vantages": vantages, "targets": targets}
+        return config
 
     def write_config(self, path: Path) -> Path:
         """Write `curfew_config()` as YAML to `path`; return the path."""

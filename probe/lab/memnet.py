@@ -38,7 +38,7 @@ from probe.lab.blockpage import blockpage_response, redirect_response
 from probe.lab.ca import LabCA, RogueChain
 from probe.lab.clienthello import NeedMoreData, NotRecognised, http_host, tls_server_name
 from probe.lab.dns_server import answer
-from probe.lab.lab import target_url
+from probe.lab.lab import scenario_config
 from probe.lab.origin import ORIGIN_HEADER, ORIGIN_SERVER, page_body, response_head
 from probe.lab.rules import Decision, Policy
 from probe.lab.scenario import SYN_ACTIONS, Scenario, TargetSpec, VantageSpec
@@ -456,33 +456,9 @@ class MemoryNetwork:
         return MemorySocket(self, family, kind)
 
     def curfew_config(self) -> dict[str, Any]:
-        """A curfew config (probe/config.py shape) that probes this network from every vantage."""
-        host, port = self.dns_address
-        vantages = [
-            {
-                "name": v.name,
-                "timezone": self.scenario.timezone,
-                "source_address": v.address,
-                "resolver": f"{host}:{port}",
-                "control": v.control,
-                "labels": {"lab": self.scenario.name},
-            }
-            for v in self.scenario.vantages
-        ]
-        targets = []
-        for target in self.scenario.targets:
-            if not target.probe:
-                continue
-            port_ = self.port_of(target)
-            entry: dict[str, Any] = {
-                "name": target.name,
-                "url": target_url(target, port_),
-                "control": target.control,
-            }
-            if target.bulk:
-                entry["throughput_url"] = target_url(target, port_, target.bulk_path)
-            targets.append(entry)
-        return {"tls": {"ca_bundle": str(self.ca.ca_pem_path)}, "vantages": vantages, "targets": targets}
+        """A curfew config (probe/config.py shape) that probes this network from every vantage
+        (no test helper is served in memory: a helper vantage is probed from as any other)."""
+        return scenario_config(self.scenario, self.dns_address, self.ca.ca_pem_path, self.port_of)
 
     async def close(self) -> None:
         tasks = list(self._tasks)

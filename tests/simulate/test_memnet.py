@@ -171,3 +171,20 @@ def test_data_for_a_closed_socket_is_answered_with_a_reset() -> None:
     assert got == b"first"
     assert error is ConnectionResetError
     assert waited <= 3 * LATENCY
+
+
+def test_the_memory_network_hands_the_probe_the_kernel_labs_config(tmp_path: Path) -> None:
+    # One builder for both (probe.lab.lab.scenario_config): the in-memory config used to be a
+    # copy without the vantages' network keys, so a simulation exported as ZZ / AS0.
+    scenario = load_scenario("kazakhstan-2019")
+    network = MemoryNetwork(prepare_memory(scenario, Simulation(days=1)), tmp_path, lambda: ALMATY_EVENING)
+    config = network.curfew_config()
+    almaty = next(v for v in config["vantages"] if v["name"] == "kz-almaty")
+    assert (almaty["probe_cc"], almaty["probe_asn"], almaty["probe_network_name"]) == (
+        "KZ",
+        "AS9198",
+        "JSC Kazakhtelecom",
+    )
+    assert [t["name"] for t in config["targets"]] == [t.name for t in scenario.targets if t.probe]
+    parsed = simulation_config(config, Simulation(days=1))
+    assert parsed.vantage("kz-mobile").probe_asn == "AS21299"
