@@ -153,7 +153,7 @@ class ProgressLine:
 def handle_simulate(args: argparse.Namespace) -> int:
     from probe.lab import shards
     from probe.lab.scenario import load_scenario
-    from probe.lab.simulate import Simulation, groups_of
+    from probe.lab.simulate import Simulation
     from probe.store import StoreError
 
     scenario = load_scenario(args.scenario)
@@ -177,8 +177,7 @@ def handle_simulate(args: argparse.Namespace) -> int:
                 if (value := getattr(args, name)) is not None
             },
         )
-        sim.check()
-        groups_of(scenario, sim)  # names no vantage or target of the scenario: before any work
+        sim.check(scenario)  # before any work
     except ValueError as exc:  # the arguments: a usage error, as argparse's own
         print(f"curfew: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -111,10 +111,12 @@ def run(
 ) -> Summary:
     """Simulate in `jobs` processes (1: in this one) and return the merged summary.
 
-    Raises `RuntimeError` naming the first worker that failed.
+    Raises `ValueError` for settings `Simulation.check` refuses (before anything starts),
+    `RuntimeError` naming the first worker that failed.
     """
     from probe.store import upgrade
 
+    sim.check(scenario)  # here, not in a worker: before the database is touched
     start = (sim.start or natural_start(scenario)).astimezone(dt.UTC)
     sim = dataclasses.replace(sim, start=start)
     parts = deal(groups_of(scenario, sim), jobs)

@@ -99,8 +99,16 @@ class Simulation:
     measurements however loaded the machine is); "kernel": the real-socket lab on loopback
     (real step durations; for comparing the two)."""
 
-    def check(self) -> None:
-        """Raise ValueError for settings no simulation can run with."""
+    def check(self, scenario: Scenario) -> None:
+        """Raise ValueError for settings no simulation of `scenario` can run with (a vantage or
+        target filter naming none of its vantages or probed targets included)."""
+        for kind, wanted, known in (
+            ("vantage", self.vantages, {v.name for v in scenario.vantages}),
+            ("target", self.targets, {t.name for t in scenario.targets if t.probe}),
+        ):
+            unknown = set(wanted or ()) - known
+            if unknown:
+                raise ValueError(f"unknown {kind} {sorted(unknown)[0]!r}")
         if self.days <= 0 or self.interval <= 0 or self.confirm_interval <= 0:
             raise ValueError("--days, --interval and --confirm-interval must be > 0")
         if self.confirm_count < 1:
@@ -251,18 +259,15 @@ def simulation_config(lab_config: dict[str, Any], sim: Simulation) -> Config:
             "idle_reset_wait": min(0.2, step),
         },
     )
-    data["vantages"] = _keep(data["vantages"], sim.vantages, "vantage")
-    data["targets"] = _keep(data["targets"], sim.targets, "target")
+    data["vantages"] = _keep(data["vantages"], sim.vantages)
+    data["targets"] = _keep(data["targets"], sim.targets)
     return parse_config(data, "<simulation>")
 
 
-def _keep(entries: list[dict[str, Any]], wanted: Iterable[str] | None, kind: str) -> list[dict[str, Any]]:
+def _keep(entries: list[dict[str, Any]], wanted: Iterable[str] | None) -> list[dict[str, Any]]:
+    """The entries named in `wanted` (all when None), and the controls (names: `Simulation.check`)."""
     if wanted is None:
         return entries
-    wanted = set(wanted)
-    unknown = wanted - {e["name"] for e in entries}
-    if unknown:
-        raise ValueError(f"unknown {kind} {sorted(unknown)[0]!r}")
     return [e for e in entries if e["name"] in wanted or e.get("control")]
 
 
@@ -298,13 +303,6 @@ def groups_of(scenario: Scenario, sim: Simulation) -> list[Group]:
     >>> [g.targets for g in groups_of(load_scenario("kazakhstan-2019"), Simulation(days=1))]
     [('facebook', 'youtube', 'wikipedia', 'news'), ('facebook-cdn', 'instagram')]
     """
-    for kind, wanted, known in (
-        ("vantage", sim.vantages, {v.name for v in scenario.vantages}),
-        ("target", sim.targets, {t.name for t in scenario.targets}),
-    ):
-        unknown = set(wanted or ()) - known
-        if unknown:
-            raise ValueError(f"unknown {kind} {sorted(unknown)[0]!r}")
     probed = [
         t for t in scenario.targets if t.probe and (sim.targets is None or t.control or t.name in sim.targets)
     ]
@@ -368,7 +366,7 @@ async def simulate(
     False: the schema is already at head (a parallel run migrates once, before its workers
     start).
     """
-    sim.check()
+    sim.check(scenario)
     chosen = list(groups) if groups is not None else groups_of(scenario, sim)
     start = (sim.start or natural_start(scenario)).astimezone(dt.UTC)
     stop = stop or asyncio.Event()

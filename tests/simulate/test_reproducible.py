@@ -81,7 +81,7 @@ def test_groups_split_the_targets_and_are_dealt_to_jobs() -> None:
 )
 def test_unknown_names_are_refused_before_anything_runs(sim: Simulation, named: str) -> None:
     with pytest.raises(ValueError, match=f"^{named}$"):
-        groups_of(two_vantages(), sim)
+        sim.check(two_vantages())
 
 
 def test_one_job_and_two_jobs_measure_the_same(tmp_path: Path) -> None:

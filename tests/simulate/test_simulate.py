@@ -155,6 +155,7 @@ def test_natural_start_is_local_midnight_of_the_first_dated_rule() -> None:
     [
         (["--vantages", "nowhere"], "curfew: error: unknown vantage 'nowhere'"),
         (["--targets", "facebook,nope"], "curfew: error: unknown target 'nope'"),
+        (["--targets", "warning"], "curfew: error: unknown target 'warning'"),  # never probed
         (["--days", "0"], "curfew: error: --days, --interval and --confirm-interval must be > 0"),
     ],
 )
