@@ -343,21 +343,25 @@ class Daemon:
                     _token(exc),
                     self.config.metrics.listen,
                 )
-                self.server = await self._serve_or_none(metrics, self.config.metrics.listen)
+                self.server = await self._serve_or_none(metrics)
                 return False
             return True
         if old is not None:
             await self._bounded("metrics", old.close(), 1.0)
         return True
 
-    async def _serve_or_none(self, metrics: Metrics, listen: str) -> MetricsServer | None:
+    async def _serve_or_none(self, metrics: Metrics) -> MetricsServer | None:
         """The metrics back on their old address after a refused move; None, logged, if even
         that is gone (taken while it was free): probing goes on, and the next SIGHUP tries again."""
         host, port = self.config.metrics.host_port
         try:
             return await serve_metrics(metrics, host, port)
         except OSError as exc:
-            log.error("event=metrics-unserved listen=%s reason=%s retry=next-reload", listen, _token(exc))
+            log.error(
+                "event=metrics-unserved listen=%s reason=%s retry=next-reload",
+                self.config.metrics.listen,
+                _token(exc),
+            )
             return None
 
     # -- periodic work ------------------------------------------------------------------------------
