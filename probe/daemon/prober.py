@@ -33,6 +33,9 @@ Measure = Callable[[str, str], Awaitable[Measurement]]
 OnResolved = Callable[[DnsObservation | None], None]
 LocalFailureHook = Callable[[str], None]
 """Called with the reason (`probe.failures.LOCAL_REASONS`) of each probe that failed locally."""
+Borrow = Callable[[str, str], Measurement | None]
+"""A fresh measurement of (vantage, target) made elsewhere, to use as a control instead of
+measuring it again, or None (the lab's simulation: another group's, `probe.lab.lending`)."""
 
 log = logging.getLogger("curfew.prober")
 
@@ -53,8 +56,10 @@ class Prober:
         measure_fn: Measure | None = None,
         control_failures: ControlFailures | None = None,
         on_local_failure: LocalFailureHook | None = None,
+        borrow: Borrow | None = None,
     ) -> None:
         self.clock = clock
+        self._borrow = borrow
         self._on_local_failure = on_local_failure
         self.max_concurrency = 0
         self._recent: dict[tuple[str, str], _Fresh] = {}
@@ -127,11 +132,16 @@ class Prober:
     def _shared(
         self, config: Config, networks: Mapping[str, VantageNetwork], vantage: str, target: str
     ) -> tuple[asyncio.Future[Measurement], bool]:
-        """A recent (or in-flight) measurement of the pair, else a new one; True if new."""
+        """A recent (or in-flight) measurement of the pair, else one lent by `borrow`, else a
+        new one; True if new."""
         fresh = self._recent.get((vantage, target))
         age_ok = fresh is not None and self.clock.monotonic() - fresh.at <= self.control_max_age
         if fresh is not None and age_ok and not (fresh.task.done() and _unusable(fresh.task)):
             return fresh.task, False
+        if self._borrow is not None and (lent := self._borrow(vantage, target)) is not None:
+            done: asyncio.Future[Measurement] = asyncio.get_running_loop().create_future()
+            done.set_result(lent)
+            return done, False
         return self._start(config, networks, vantage, target), True
 
     async def _reach(

@@ -1,12 +1,13 @@
 """A simulation spread across processes: its groups, one lab and one event loop per core.
 
-The probe and the lab share one Python process and one core. A simulation is made of
-independent groups (`probe.lab.simulate.groups_of`: parts of the targets, each probed from
-every vantage with its own agenda, confirmation state, inferred schedules and controls), so
-`run` deals the groups out to `jobs` processes, all writing to the same database. No group
-waits for another or starts without the state it would have had in one process: the
-measurements are the same whatever `jobs` is; only the time taken changes. Ctrl-C (SIGINT to
-the process group) or SIGTERM makes every worker finish its current instant and flush what it measured.
+The probe and the lab share one Python process and one core. A simulation is made of groups
+(`probe.lab.simulate.groups_of`: sets of (vantage, target) pairs, each probed with its own
+agenda, confirmation state, inferred schedules and lab), so `run` deals the groups out to `jobs`
+processes, all writing to the same database. A later group borrows the controls an earlier one
+lends (`probe.lab.lending`) and waits for it when it is ahead; no group starts without the state
+it would have had in one process. The measurements are the same whatever `jobs` is; only the
+time taken changes. Ctrl-C (SIGINT to the process group) or SIGTERM makes every worker finish
+its current instant and flush what it measured; a worker that fails or dies ends the run.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from probe.lab import lending
 from probe.lab.scenario import Scenario
 from probe.lab.simulate import Group, Progress, Simulation, Summary, groups_of, merge, natural_start, simulate
 from probe.runner import run_async
 
 PROGRESS_EVERY = 0.25
 """Seconds of real time between progress reports from a worker."""
+STOP_GRACE = 30.0
+"""Seconds a worker is given to finish its instant and flush after SIGTERM, before SIGKILL."""
 
 
 @contextlib.contextmanager
@@ -51,7 +55,7 @@ def fewer_collections() -> Iterator[None]:
 def deal(groups: Sequence[Group], jobs: int) -> list[list[Group]]:
     """`groups` dealt round-robin to at most `jobs` workers (none left empty).
 
-    >>> [[g.index for g in part] for part in deal([Group(i, (f"t{i}",)) for i in range(5)], 2)]
+    >>> [[g.index for g in part] for part in deal([Group(i, (("v", f"t{i}"),)) for i in range(5)], 2)]
     [[0, 2, 4], [1, 3]]
     """
     count = max(1, min(jobs, len(groups)))
@@ -124,6 +128,8 @@ def run(
         with fewer_collections():
             return run_async(_guarded(scenario, sim, url, Path(state_dir), on_progress, migrate=True))
     upgrade(url)  # once, before several processes could race to create the tables
+    lending_dir = Path(state_dir) / "lending"
+    lending.clear(lending_dir)  # once, before any worker writes or reads a ledger
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
     began = time.monotonic()
@@ -144,11 +150,20 @@ def run(
         latest: dict[int, Progress] = {}
         done: dict[int, Summary] = {}
         errors: list[str] = []
+        suspects: set[int] = set()
         while len(done) + len(errors) < len(workers):
             try:
                 kind, index, payload = out.get(timeout=0.5)
             except queue_module.Empty:
                 if not any(w.is_alive() for w in workers):
+                    break
+                # Killed without a word (the OOM killer): a later group could wait for its
+                # ledger for ever, so the run ends here. Dead at two looks in a row: a worker
+                # that failed has its last word read first.
+                dead = {i for i, w in enumerate(workers) if i not in done and w.exitcode not in (0, None)}
+                errors += [f"job {i}: died ({workers[i].exitcode})" for i in sorted(dead & suspects)]
+                suspects = dead
+                if errors:
                     break
                 continue
             if kind == "progress":
@@ -160,14 +175,21 @@ def run(
                 latest[index] = Progress(1.0, payload.reached, payload.measurements, payload.elapsed)
             else:
                 errors.append(f"job {index}: {payload}")
+                break  # the others would only go on without its loans: stop them
         for w in workers:
-            w.join()
+            if not errors:
+                w.join()
     finally:
         signal.signal(signal.SIGINT, previous)
         for w in workers:
             if w.is_alive():
                 with contextlib.suppress(Exception):
-                    w.terminate()
+                    w.terminate()  # SIGTERM: it finishes its instant and flushes
+                w.join(STOP_GRACE)
+                if w.is_alive():
+                    w.kill()
+                    w.join()
+        lending.remove(lending_dir)
     if errors or len(done) < len(workers):
         raise RuntimeError(errors[0] if errors else "a simulation worker died")
     end = start + dt.timedelta(days=sim.days)

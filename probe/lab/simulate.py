@@ -23,8 +23,9 @@ and once every 24 h of virtual time the schedules it has inferred so far
 (`probe.daemon.watch.watch_times`). Before a schedule exists (the first days of a run) only
 the normal re-probing applies.
 
-The targets are split into groups (`groups_of`), each a world of its own: with `--jobs` they
-run side by side in processes (`probe.lab.shards`), and what is measured does not change.
+The pairs are split into groups (`groups_of`), each a world of its own that borrows the
+controls an earlier group lends (`probe.lab.lending`): with `--jobs` they run side by side in
+processes (`probe.lab.shards`), and what is measured does not change.
 
     summary = await simulate(load_scenario("kazakhstan-2019"), Simulation(days=14),
                              "sqlite:///kz.db", Path(".sim"))
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -48,9 +50,10 @@ from probe.daemon.prober import Prober, own_result
 from probe.daemon.watch import DEFAULT_MARGIN
 from probe.engine import measure
 from probe.episodes.monitor import Monitor
+from probe.lab import lending
 from probe.lab.lab import Lab
 from probe.lab.memnet import MemoryNetwork, VirtualLoop
-from probe.lab.scenario import Scenario, TargetSpec
+from probe.lab.scenario import Scenario, TargetSpec, VantageSpec
 from probe.model import Measurement, Result
 from probe.store import Store
 from probe.vantage import vantage_network
@@ -271,60 +274,144 @@ def _keep(entries: list[dict[str, Any]], wanted: Iterable[str] | None) -> list[d
     return [e for e in entries if e["name"] in wanted or e.get("control")]
 
 
-TARGET_PARTS = 2
-"""How many groups a simulation's targets are split into (fewer when it probes fewer
-non-control targets). A constant of the simulation, never derived from `--jobs` or the
-machine: the groups decide what is measured, `--jobs` only where they run."""
+PARTS = 2
+"""How many groups a simulation's pairs are split into (one when there is nothing to split). A
+constant of the simulation, never derived from `--jobs` or the machine: the groups decide what
+is measured, `--jobs` only where they run."""
+
+EXTRA = 0.25
+"""The work a censored pair brings beyond its base grid, as a share of it, for weighing the
+split: confirmation re-probes and watch windows, each with fresh controls (in the README's 14
+days of kazakhstan-2019, 806 probes per 4,032 base probes of every pair, and about a quarter
+more CPU in the group that makes them)."""
+
+SEARCHED = 8
+"""Up to this many targets to split, every way of splitting them is weighed; beyond, they are
+dealt greedily, heaviest first."""
 
 
 @dataclass(frozen=True)
 class Group:
-    """A part of the simulation's targets, probed from every vantage in one world of its own
-    (its own agenda, Prober, Monitor and lab). The group schedules and stores the pairs of
-    its own `targets` (control vantages included); it also measures the control targets its
-    verdicts need when another group owns them, and stores those measurements nowhere.
+    """A part of the simulation's (vantage, target) pairs, probed in one world of its own (its
+    own agenda, Prober, Monitor and lab). The group schedules and stores the pairs it owns.
 
-    Groups share nothing, so a run is the same whether they go one after another in one
-    process or side by side in several (`probe.lab.shards`): that is what makes `--jobs`
-    change the speed and never the measurements.
+    The controls its verdicts need (the control targets at its vantages, its targets at the
+    control vantages) are its own pairs, or lent by an earlier group that measured them at
+    that moment (`probe.lab.lending`), or else measured by the group itself. It stores such a
+    measurement when an earlier group owns the pair: nobody else measured it then, and the
+    daemon would have measured and stored it too. It does not store one that a later group
+    owns.
+
+    Groups share nothing but those loans, and a loan depends only on what the earlier group
+    measured. So a run is the same whether the groups go one after another in one process or
+    side by side in several (`probe.lab.shards`): `--jobs` changes the speed, never the
+    measurements.
     """
 
     index: int
-    targets: tuple[str, ...]
-    """The targets whose pairs this group schedules and stores."""
+    pairs: tuple[Pair, ...]
+    """The (vantage, target) pairs this group schedules and stores."""
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t for _, t in self.pairs))
+
+
+@dataclass(frozen=True)
+class _Way:
+    """One way to place a target's pairs in the two groups, and the work each group gets."""
+
+    first: tuple[Pair, ...]
+    second: tuple[Pair, ...]
+    load: tuple[float, float]
+    split: bool
 
 
 def groups_of(scenario: Scenario, sim: Simulation) -> list[Group]:
-    """The groups of a simulation, in a fixed order: the control targets in the first (every
-    group measures them, the first stores them), the other probed targets dealt heaviest first
-    to the group with the least work so far (`_cost`), so the groups take about as long.
+    """The groups of a simulation, in a fixed order.
+
+    - The control targets' pairs (at every vantage) go to the first group: every group needs
+      them, and a group can borrow from the earlier groups only.
+    - Each other target goes whole to one of the two groups, or is split: its pairs at the
+      control vantages to the first group (which lends them), its pairs at the censored
+      vantages to the second. Whole, the target's controls stay in one world; split, the
+      groups can share the work more evenly.
+    - Of all these ways, the one chosen leaves the least work to the busier group. The work is
+      `_cost` per pair, with `1 + EXTRA` for a pair at a censored vantage. The extra probes of
+      a split target's control-vantage pairs count in the second group, which makes them.
+      Ties go to fewer splits. Up to `SEARCHED` targets every way is weighed; beyond that they
+      are dealt greedily.
 
     >>> from probe.lab import load_scenario
-    >>> [g.targets for g in groups_of(load_scenario("kazakhstan-2019"), Simulation(days=1))]
-    [('facebook', 'youtube', 'wikipedia', 'news'), ('facebook-cdn', 'instagram')]
+    >>> for g in groups_of(load_scenario("kazakhstan-2019"), Simulation(days=1, vantages=("kz-almaty",))):
+    ...     print(g.index, sorted(g.pairs))  # doctest: +NORMALIZE_WHITESPACE
+    0 [('control', 'facebook'), ('control', 'facebook-cdn'), ('control', 'instagram'),
+       ('control', 'news'), ('control', 'wikipedia'), ('control', 'youtube'),
+       ('kz-almaty', 'wikipedia')]
+    1 [('kz-almaty', 'facebook'), ('kz-almaty', 'facebook-cdn'), ('kz-almaty', 'instagram'),
+       ('kz-almaty', 'news'), ('kz-almaty', 'youtube')]
     """
+    vantages = [v for v in scenario.vantages if sim.vantages is None or v.control or v.name in sim.vantages]
     probed = [
         t for t in scenario.targets if t.probe and (sim.targets is None or t.control or t.name in sim.targets)
     ]
-    controls = [t for t in probed if t.control]
-    others = [t for t in probed if not t.control]
-    count = max(1, min(TARGET_PARTS, len(others)))
-    parts: list[list[TargetSpec]] = [list(controls)] + [[] for _ in range(count - 1)]
-    load = [sum(_cost(t) for t in controls)] * count
-    for target in sorted(others, key=_cost, reverse=True):  # stable: scenario order among equals
-        lightest = load.index(min(load))
-        parts[lightest].append(target)
-        load[lightest] += _cost(target)
-    order = {t.name: i for i, t in enumerate(scenario.targets)}
-    return [
-        Group(i, tuple(sorted((t.name for t in part), key=order.__getitem__)))
-        for i, part in enumerate(parts)
-        if part
+    first = [(v.name, t.name) for t in probed if t.control for v in vantages]
+    base = (sum(_cost(t) for t in probed if t.control) * len(vantages), 0.0)
+    ways = [_ways_of(t, vantages) for t in probed if not t.control]
+    chosen = _best(ways, base) if len(ways) <= SEARCHED else _greedy(ways, base)
+    second: list[Pair] = []
+    for way in chosen:
+        first += way.first
+        second += way.second
+    everywhere = ((v.name, t.name) for t in scenario.targets for v in vantages)
+    order = {pair: i for i, pair in enumerate(everywhere)}
+    parts = [sorted(part, key=order.__getitem__) for part in (first, second) if part]
+    return [Group(i, tuple(part)) for i, part in enumerate(parts)]
+
+
+def _ways_of(target: TargetSpec, vantages: Sequence[VantageSpec]) -> list[_Way]:
+    cost = _cost(target)
+    controls = tuple((v.name, target.name) for v in vantages if v.control)
+    censored = tuple((v.name, target.name) for v in vantages if not v.control)
+    # The control vantage's extra probes are made where the censored pairs run.
+    extra = cost * EXTRA * len(controls) if censored else 0.0
+    at_controls, at_censored = cost * len(controls), cost * (1 + EXTRA) * len(censored) + extra
+    whole = at_controls + at_censored
+    ways = [
+        _Way(controls + censored, (), (whole, 0.0), split=False),
+        _Way((), controls + censored, (0.0, whole), split=False),
     ]
+    if controls and censored:
+        ways.append(_Way(controls, censored, (at_controls, at_censored), split=True))
+    return ways
+
+
+def _best(ways: Sequence[Sequence[_Way]], base: tuple[float, float]) -> tuple[_Way, ...]:
+    """Every combination of ways weighed: the least work in the busier group, then the fewest
+    splits, then the first in order."""
+
+    def key(combination: tuple[_Way, ...]) -> tuple[float, int]:
+        first = base[0] + sum(w.load[0] for w in combination)
+        second = base[1] + sum(w.load[1] for w in combination)
+        return round(max(first, second), 6), sum(w.split for w in combination)
+
+    return min(itertools.product(*ways), key=key)
+
+
+def _greedy(ways: Sequence[Sequence[_Way]], base: tuple[float, float]) -> list[_Way]:
+    """The heaviest target first, each the way that leaves the busier group least loaded."""
+    load = list(base)
+    chosen: dict[int, _Way] = {}
+    heaviest = sorted(range(len(ways)), key=lambda i: -sum(ways[i][0].load))
+    for i in heaviest:
+        way = min(ways[i], key=lambda w: (round(max(load[0] + w.load[0], load[1] + w.load[1]), 6), w.split))
+        chosen[i] = way
+        load = [load[0] + way.load[0], load[1] + way.load[1]]
+    return [chosen[i] for i in range(len(ways))]
 
 
 def _cost(target: TargetSpec) -> int:
-    """A rough weight of one measurement of `target`, for dealing targets to groups: a TLS
+    """A rough weight of one measurement of `target`, for splitting the pairs: a TLS
     handshake is most of a measurement's CPU, and a bulk download opens a second connection.
 
     >>> from probe.lab.scenario import TargetSpec
@@ -335,6 +422,18 @@ def _cost(target: TargetSpec) -> int:
     """
     https = target.scheme == "https"
     return 1 + 2 * https + (1 + 2 * https if target.bulk else 0)
+
+
+def needs(pair: Pair, control_vantages: Iterable[str], control_targets: Iterable[str]) -> set[Pair]:
+    """The controls a run of `pair` measures or borrows: the control targets at its vantage,
+    its target at the control vantages (`probe.daemon.prober.Prober.run`).
+
+    >>> sorted(needs(("kz", "fb"), ["de"], ["wiki"]))
+    [('de', 'fb'), ('kz', 'wiki')]
+    """
+    vantage, target = pair
+    out = {(vantage, t) for t in control_targets if t != target}
+    return out | {(v, target) for v in control_vantages if v != vantage}
 
 
 def _controls_first(config: Config, pairs: Iterable[Pair]) -> list[Pair]:
@@ -367,27 +466,39 @@ async def simulate(
     start).
     """
     sim.check(scenario)
-    chosen = list(groups) if groups is not None else groups_of(scenario, sim)
+    every = groups_of(scenario, sim)
+    chosen = list(groups) if groups is not None else every
+    lending_dir = Path(state_dir) / "lending"
+    if groups is None:
+        lending.clear(lending_dir)
     start = (sim.start or natural_start(scenario)).astimezone(dt.UTC)
     stop = stop or asyncio.Event()
     summaries: list[Summary] = []
     began = time.monotonic()
-    for n, group in enumerate(chosen):
-        if stop.is_set():
-            break
+    try:
+        for n, group in enumerate(chosen):
+            if stop.is_set():
+                break
 
-        def progress(p: Progress, done: int = n) -> None:
-            if on_progress is not None:
-                fraction = (done + p.fraction) / len(chosen)
-                measured = sum(s.measurements for s in summaries) + p.measurements
-                on_progress(Progress(fraction, p.now, measured, time.monotonic() - began))
+            def progress(p: Progress, done: int = n) -> None:
+                if on_progress is not None:
+                    fraction = (done + p.fraction) / len(chosen)
+                    measured = sum(s.measurements for s in summaries) + p.measurements
+                    on_progress(Progress(fraction, p.now, measured, time.monotonic() - began))
 
-        summaries.append(
-            await _simulate_group(
-                scenario, sim, group, start, database_url, state_dir, stop, progress, migrate and n == 0
+            share = _Share.of(scenario, every, group, lending_dir, stop)
+            summaries.append(
+                await _simulate_group(
+                    scenario, sim, share, start, database_url, state_dir, stop, progress, migrate and n == 0
+                )
             )
-        )
-    return merge(summaries, time.monotonic() - began, start, start + dt.timedelta(days=sim.days))
+    finally:
+        if groups is None:
+            lending.remove(lending_dir)
+    total = merge(summaries, time.monotonic() - began, start, start + dt.timedelta(days=sim.days))
+    if len(summaries) < len(chosen):  # stopped before a group started: its pairs reached nothing
+        total.reached = start
+    return total
 
 
 def merge(summaries: Sequence[Summary], elapsed: float, start: dt.datetime, end: dt.datetime) -> Summary:
@@ -420,10 +531,52 @@ class _World:
     report: Callable[[Progress], None]
 
 
+@dataclass
+class _Share:
+    """What a group owns, and how it trades controls with the other groups (`probe.lab.lending`)."""
+
+    group: Group
+    owners: dict[Pair, int]
+    lent: frozenset[Pair]
+    """The pairs later groups may borrow from this one."""
+    ledger: lending.Ledger
+    loans: lending.Loans
+
+    @classmethod
+    def of(
+        cls, scenario: Scenario, every: Sequence[Group], group: Group, directory: Path, stop: asyncio.Event
+    ) -> _Share:
+        owners = {pair: g.index for g in every for pair in g.pairs}
+        control_vantages = [v.name for v in scenario.vantages if v.control]
+        control_targets = [t.name for t in scenario.targets if t.control]
+        later = (pair for g in every if g.index > group.index for pair in g.pairs)
+        lent = frozenset(c for pair in later for c in needs(pair, control_vantages, control_targets))
+        ledger = lending.Ledger(lending.ledger_path(directory, group.index))
+        earlier = [lending.ledger_path(directory, g.index) for g in every if g.index < group.index]
+        loans = lending.Loans(earlier, stopped=stop.is_set)  # read from the world's thread: a flag
+        return cls(group, owners, lent, ledger, loans)
+
+    def stores(self, pair: Pair) -> bool:
+        """Its own pairs, and fresh controls an earlier group owns (none was lent for them)."""
+        return self.owners.get(pair, self.group.index) <= self.group.index
+
+    def borrower(self, clock: Any, max_age: Callable[[], float]) -> Callable[[str, str], Measurement | None]:
+        def borrow(vantage: str, target: str) -> Measurement | None:
+            if self.owners.get((vantage, target), self.group.index) >= self.group.index:
+                return None
+            return self.loans.fresh(vantage, target, clock.monotonic(), max_age())
+
+        return borrow
+
+    def close(self) -> None:
+        self.ledger.close()
+        self.loans.close()
+
+
 async def _simulate_group(
     scenario: Scenario,
     sim: Simulation,
-    group: Group,
+    share: _Share,
     start: dt.datetime,
     database_url: str,
     state_dir: Path,
@@ -432,28 +585,33 @@ async def _simulate_group(
     migrate: bool,
 ) -> Summary:
     summary = Summary(start=start, end=start + dt.timedelta(days=sim.days), reached=start)
-    group_dir = Path(state_dir) / f"group{group.index}"
-    seed = None if sim.seed is None else sim.seed + group.index
-    store = await Store.open(database_url, group_dir / "spool", migrate=migrate)
+    group_dir = Path(state_dir) / f"group{share.group.index}"
+    seed = None if sim.seed is None else sim.seed + share.group.index
     began = time.monotonic()
     try:
-        if sim.network == "memory":
-            await _in_memory(scenario, sim, group, start, store, group_dir, seed, stop, on_progress, summary)
-        else:
-            await _over_kernel(
-                scenario, sim, group, start, store, group_dir, seed, stop, on_progress, summary
-            )
+        store = await Store.open(database_url, group_dir / "spool", migrate=migrate)
+        try:
+            if sim.network == "memory":
+                await _in_memory(
+                    scenario, sim, share, start, store, group_dir, seed, stop, on_progress, summary
+                )
+            else:
+                await _over_kernel(
+                    scenario, sim, share, start, store, group_dir, seed, stop, on_progress, summary
+                )
+        finally:
+            summary.stopped = stop.is_set()
+            await store.close()
+            summary.elapsed = time.monotonic() - began
     finally:
-        summary.stopped = stop.is_set()
-        await store.close()
-        summary.elapsed = time.monotonic() - began
+        share.close()  # done, stopped or failed: the later groups wait for it no more
     return summary
 
 
 async def _over_kernel(
     scenario: Scenario,
     sim: Simulation,
-    group: Group,
+    share: _Share,
     start: dt.datetime,
     store: Store,
     group_dir: Path,
@@ -482,13 +640,13 @@ async def _over_kernel(
                 store.submit(result)
 
         world = _World(config, measure_pair, set_time, deliver, on_progress)
-        await _probe(world, Prober(config, clock, measure_fn=measure_pair), sim, group, start, stop, summary)
+        await _probe(world, _prober(config, clock, measure_pair, share), sim, share, start, stop, summary)
 
 
 async def _in_memory(
     scenario: Scenario,
     sim: Simulation,
-    group: Group,
+    share: _Share,
     start: dt.datetime,
     store: Store,
     group_dir: Path,
@@ -536,20 +694,27 @@ async def _in_memory(
 
         world = _World(config, measure_pair, set_time, deliver, report)
         try:
-            await _probe(
-                world, Prober(config, clock, measure_fn=measure_pair), sim, group, start, stop, summary
-            )
+            await _probe(world, _prober(config, clock, measure_pair, share), sim, share, start, stop, summary)
         finally:
             await network.close()
 
     await here.run_in_executor(None, world_thread)
 
 
+def _prober(
+    config: Config, clock: Any, measure_pair: Callable[[str, str], Awaitable[Measurement]], share: _Share
+) -> Prober:
+    """The daemon's Prober on the group's world, borrowing the controls earlier groups lend."""
+    borrow = share.borrower(clock, lambda: prober.control_max_age)
+    prober = Prober(config, clock, measure_fn=measure_pair, borrow=borrow)
+    return prober
+
+
 async def _probe(
     world: _World,
     prober: Prober,
     sim: Simulation,
-    group: Group,
+    share: _Share,
     start: dt.datetime,
     stop: asyncio.Event,
     summary: Summary,
@@ -557,8 +722,8 @@ async def _probe(
     """The group's days: the agenda's instants in order, each one's due pairs run together."""
     config = world.config
     end = start + dt.timedelta(days=sim.days)
-    owned = set(group.targets)
-    scheduled = {pair: interval for pair, interval in intervals_of(config).items() if pair[1] in owned}
+    owned = set(share.group.pairs)
+    scheduled = {pair: interval for pair, interval in intervals_of(config).items() if pair in owned}
     agenda = Agenda(
         scheduled,
         confirm_interval=sim.confirm_interval,
@@ -586,6 +751,7 @@ async def _probe(
             await asyncio.sleep(wait)  # virtual: the loop's clock jumps to the instant
         now = dt.datetime.fromtimestamp(due.when, dt.UTC)
         world.set_time(now)
+        share.loans.ready(due.when)  # before the runs: what the earlier groups lend for this instant
         pairs = _controls_first(config, due.pairs)
         runs = await asyncio.gather(
             *(asyncio.wait_for(prober.run(*pair), deadline) for pair in pairs), return_exceptions=True
@@ -596,7 +762,7 @@ async def _probe(
                 if isinstance(results, TimeoutError):
                     continue  # abandoned like the daemon's; the pair fires again later
                 raise results
-            kept = [r for r in results if r.measurement.target in owned]
+            kept = [r for r in results if share.stores(_pair(r))]
             batch += kept
             _count(kept, summary)
             if monitor is not None:
@@ -614,8 +780,15 @@ async def _probe(
         done = (now - start).total_seconds() / (end - start).total_seconds()
         world.report(Progress(done, now, summary.measurements, summary.elapsed))
         due = agenda.next(due.when)
+        # Nothing of this group starts before its next instant any more (a plan made then only
+        # adds instants from there on): what later groups may borrow is all written.
+        share.ledger.lend((r.measurement for r in batch if _pair(r) in share.lent), until=due.when)
     if not stop.is_set():
         summary.reached = end
+
+
+def _pair(result: Result) -> Pair:
+    return result.measurement.vantage, result.measurement.target
 
 
 def _monitor(config: Config, sim: Simulation) -> Monitor:

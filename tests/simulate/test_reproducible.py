@@ -1,16 +1,21 @@
-"""A simulation measures the same whatever `--jobs`: its groups (parts of the targets) share
-no state."""
+"""A simulation measures the same whatever `--jobs`: its groups (parts of the pairs) share
+nothing but the controls an earlier group lends a later one."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from probe.lab import Scenario, parse_scenario
 from probe.lab.shards import deal, run
-from probe.lab.simulate import Group, Simulation, groups_of
+from probe.lab.simulate import PARTS, Simulation, groups_of
 from tests.simulate.conftest import rows
 
 UTC = dt.UTC
@@ -59,17 +64,55 @@ def two_vantages() -> Scenario:
     )  # fmt: skip
 
 
-def test_groups_split_the_targets_and_are_dealt_to_jobs() -> None:
+def test_groups_split_the_pairs_and_are_dealt_to_jobs() -> None:
     groups = groups_of(two_vantages(), Simulation(days=1))
-    # The control target goes with the first group (the second measures it too, unstored); the
-    # others go, heaviest first, to the group with the least work: here all weigh the same.
-    assert groups == [Group(0, ("site", "wiki")), Group(1, ("other",))]
+    # The control target's pairs go to the first group, which lends them; here the other
+    # targets are split too: their control-vantage pairs lent from the first group, their
+    # censored pairs in the second, which has the extra probes of the evenings.
+    assert [sorted(g.pairs) for g in groups] == [
+        [
+            ("control", "other"),
+            ("control", "site"),
+            ("control", "wiki"),
+            ("north", "wiki"),
+            ("south", "wiki"),
+        ],
+        [("north", "other"), ("north", "site"), ("south", "other"), ("south", "site")],
+    ]
     assert deal(groups, 1) == [groups]
     assert deal(groups, 2) == [[groups[0]], [groups[1]]]
     assert deal(groups, 8) == [[groups[0]], [groups[1]]]
-    # One target besides the controls: one group (a second would only measure them again).
+    # One target besides the controls: it goes whole to the second group, which borrows the
+    # control target from the first, so the two still share the work.
     only_site = groups_of(two_vantages(), Simulation(days=1, targets=("site",), vantages=("south",)))
-    assert only_site == [Group(0, ("site", "wiki"))]
+    assert [sorted(g.pairs) for g in only_site] == [
+        [("control", "wiki"), ("south", "wiki")],
+        [("control", "site"), ("south", "site")],
+    ]
+
+
+@pytest.mark.parametrize("vantages", [None, ("kz-almaty",), ("kz-mobile", "kz-astana")])
+@pytest.mark.parametrize("targets", [None, ("youtube",), ("news", "facebook")])
+def test_every_pair_is_owned_once_and_a_control_lent_only_forward(
+    vantages: tuple[str, ...] | None, targets: tuple[str, ...] | None
+) -> None:
+    from probe.lab import load_scenario
+
+    scenario = load_scenario("kazakhstan-2019")
+    sim = Simulation(days=1, vantages=vantages, targets=targets)
+    groups = groups_of(scenario, sim)
+    owner = {pair: g.index for g in groups for pair in g.pairs}
+    assert sum(len(g.pairs) for g in groups) == len(owner)  # nobody owns a pair twice
+    kept_vantages = [v for v in scenario.vantages if vantages is None or v.control or v.name in vantages]
+    probed = [t for t in scenario.targets if t.probe and (targets is None or t.control or t.name in targets)]
+    assert set(owner) == {(v.name, t.name) for v in kept_vantages for t in probed}
+    assert [g.index for g in groups] == list(range(len(groups))) and len(groups) <= PARTS
+    for (vantage, target), index in owner.items():
+        if scenario.target(target).control:
+            assert index == 0  # every group needs it, and only the first lends to all
+        elif not scenario.vantage(vantage).control:
+            # A censored pair's control at the control vantage is its own group's or lent to it.
+            assert owner[("control", target)] <= index
 
 
 @pytest.mark.parametrize(
@@ -96,8 +139,8 @@ def test_one_job_and_two_jobs_measure_the_same(tmp_path: Path) -> None:
         assert len(tables[jobs]) == summary.measurements
         assert summary.watches > 0  # the case that used to differ is in the comparison
     assert tables[1] == tables[2]
-    # Each pair's measurements once: the control target is measured by both groups (the
-    # second group's verdicts need it) and stored by the first only.
+    # Each pair's measurements once: a control lent by the first group is not measured again
+    # by the second, and one the second measured itself (none was lent) is stored once.
     keys = [(r[0], r[1], r[2]) for r in tables[1]]
     assert len(keys) == len(set(keys))
     assert {r[1] for r in tables[1]} == {"north", "south", "control"}
@@ -105,3 +148,64 @@ def test_one_job_and_two_jobs_measure_the_same(tmp_path: Path) -> None:
     # At a base instant every vantage measured every target, wiki included.
     first = min(r[0] for r in tables[1])
     assert len([r for r in tables[1] if r[0] == first]) == 3 * 3
+
+
+@pytest.mark.timeout(60)
+def test_a_group_that_fails_in_its_worker_ends_the_run_and_nobody_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from probe.lab import lending, shards
+
+    clear = lending.clear
+
+    def clear_but_leave_a_stale_ledger(directory: Path) -> None:
+        # The first group's worker cannot open its ledger (FileExistsError) and fails; the
+        # second finds that empty file and would wait for it for ever.
+        clear(directory)
+        lending.ledger_path(directory, 0).touch()
+
+    monkeypatch.setattr(shards.lending, "clear", clear_but_leave_a_stale_ledger)
+    sim = Simulation(days=1, start=dt.datetime(2019, 5, 20, tzinfo=UTC), interval=1800)
+    began = dt.datetime.now(UTC)
+    with pytest.raises(RuntimeError, match=r"^job 0: FileExistsError"):
+        run(two_vantages(), sim, f"sqlite:///{tmp_path / 'x.db'}", tmp_path / "state", jobs=2)
+    assert (dt.datetime.now(UTC) - began).total_seconds() < 50
+    assert not (tmp_path / "state" / "lending").exists()  # the ledgers go with the run
+
+
+def _spawned_children() -> list[int]:
+    """This process's children started by multiprocessing's spawn (its workers), oldest first."""
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(int(pid))
+    return sorted(found)
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_killed_without_a_word_ends_the_run_and_nobody_waits_for_it(tmp_path: Path) -> None:
+    sim = Simulation(days=6, start=dt.datetime(2019, 5, 20, tzinfo=UTC), interval=600)
+    killed: list[int] = []
+
+    def kill_the_first_group() -> None:
+        ledger = tmp_path / "state" / "lending" / "group0.ledger"
+        for _ in range(600):  # until the first group has lent something (at most 60 s)
+            if ledger.exists() and ledger.stat().st_size > 0:
+                break
+            time.sleep(0.1)
+        workers = _spawned_children()
+        if len(workers) == 2:
+            os.kill(workers[0], signal.SIGKILL)  # the first group: the second borrows from it
+            killed.append(workers[0])
+
+    killer = threading.Thread(target=kill_the_first_group)
+    killer.start()
+    try:
+        with pytest.raises(RuntimeError) as raised:
+            run(two_vantages(), sim, f"sqlite:///{tmp_path / 'x.db'}", tmp_path / "state", jobs=2)
+    finally:
+        killer.join(timeout=60)
+    assert killed and str(raised.value) == "job 0: died (-9)"
+    assert _spawned_children() == []  # the second was stopped, not left waiting
