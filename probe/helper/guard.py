@@ -40,6 +40,10 @@ def is_public(address: str) -> bool:
         embedded = _embedded_ipv4(ip)
         if embedded is not None and not is_public(str(embedded)):
             return False
+        if ip.sixtofour is not None:
+            # A 6to4 relay delivers to the IPv4 it carries, public as just checked. Not left to
+            # `is_global`, whose table for 2002::/16 changed within 3.11 (3.11.2: private).
+            return True
         if ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
     return not is_bogon(str(ip)) and ip.is_global
