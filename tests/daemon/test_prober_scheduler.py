@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
+
+import pytest
 
 from probe.config import Config, parse_config
 from probe.daemon.prober import Prober
@@ -141,6 +144,27 @@ async def test_drain_waits_for_runs_in_flight_within_the_grace_period() -> None:
     cancelled = await scheduler.drain(grace=2.0)
     assert cancelled == 0
     assert results  # the run in flight completed and was delivered
+
+
+async def test_a_pair_due_while_its_run_goes_on_is_skipped_in_curfews_own_words(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    net = FakeNetwork()
+    net.delay = 3.0  # a probe longer than the pair's interval (a throttled download)
+    scheduler = Scheduler(Prober(config(interval=1), measure_fn=net), lambda _: None)
+    caplog.set_level(logging.INFO)
+    scheduler.start()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    try:
+        while "event=skip vantage=kz target=fb reason=already-running" not in caplog.text:
+            assert loop.time() < deadline
+            await asyncio.sleep(0.05)
+    finally:
+        await scheduler.drain(grace=0.1)
+    warned = [r for r in caplog.records if r.name.startswith("apscheduler") and r.levelno >= logging.WARNING]
+    assert not warned
+    assert len([c for c in net.calls if c[:2] == ("kz", "fb")]) == 1  # never two runs of a pair
 
 
 async def test_drain_cancels_runs_that_outlive_the_grace_period() -> None:
