@@ -38,7 +38,7 @@ from probe.model import Measurement
 
 _LENGTH = struct.Struct("!Q")
 DONE = math.inf
-POLL = 0.002
+POLL = 0.0005
 """Seconds between two looks at an earlier group's ledger that has not got far enough."""
 KEPT = 60.0
 """Seconds a lent measurement is kept after the latest instant asked about: the longest a
