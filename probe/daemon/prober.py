@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from probe import failures
@@ -194,9 +194,11 @@ class Prober:
         own = self._start(config, networks, vantage, target, resolved)
         asking: asyncio.Future[HelperAnswer | None] | None = None
         try:
-            needed: list[tuple[str, str]] = []
-            needed += [(vantage, t.name) for t in config.targets if t.control and t.name != target]
-            needed += [(v.name, target) for v in config.vantages if v.control and v.name != vantage]
+            needed = controls_of(
+                (vantage, target),
+                [v.name for v in config.vantages if v.control],
+                [t.name for t in config.targets if t.control],
+            )
             shared = [self._shared(config, networks, v, t) for v, t in needed]
             mine = await own
             usable = local_failure(mine) is None
@@ -274,6 +276,22 @@ class Prober:
         )
         if self._on_local_failure is not None:
             self._on_local_failure(reason)
+
+
+def controls_of(
+    pair: tuple[str, str], control_vantages: Iterable[str], control_targets: Iterable[str]
+) -> list[tuple[str, str]]:
+    """The controls a run of `pair` needs, in order: the control targets at its vantage, then
+    its target at the control vantages.
+
+    >>> controls_of(("kz", "fb"), ["de"], ["wiki"])
+    [('kz', 'wiki'), ('de', 'fb')]
+    >>> controls_of(("de", "wiki"), ["de"], ["wiki"])
+    []
+    """
+    vantage, target = pair
+    needed = [(vantage, t) for t in control_targets if t != target]
+    return needed + [(v, target) for v in control_vantages if v != vantage]
 
 
 def own_result(pair: tuple[str, str], results: list[Result]) -> Result | None:

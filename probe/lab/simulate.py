@@ -46,7 +46,7 @@ from zoneinfo import ZoneInfo
 
 from probe.config import Config, parse_config
 from probe.daemon.agenda import Agenda, intervals_of
-from probe.daemon.prober import Prober, own_result
+from probe.daemon.prober import Prober, controls_of, own_result
 from probe.daemon.watch import DEFAULT_MARGIN
 from probe.engine import measure
 from probe.episodes.monitor import Monitor
@@ -324,7 +324,10 @@ class _Way:
     first: tuple[Pair, ...]
     second: tuple[Pair, ...]
     load: tuple[float, float]
-    split: bool
+
+    @property
+    def split(self) -> bool:
+        return bool(self.first and self.second)
 
 
 def groups_of(scenario: Scenario, sim: Simulation) -> list[Group]:
@@ -378,11 +381,11 @@ def _ways_of(target: TargetSpec, vantages: Sequence[VantageSpec]) -> list[_Way]:
     at_controls, at_censored = cost * len(controls), cost * (1 + EXTRA) * len(censored) + extra
     whole = at_controls + at_censored
     ways = [
-        _Way(controls + censored, (), (whole, 0.0), split=False),
-        _Way((), controls + censored, (0.0, whole), split=False),
+        _Way(controls + censored, (), (whole, 0.0)),
+        _Way((), controls + censored, (0.0, whole)),
     ]
     if controls and censored:
-        ways.append(_Way(controls, censored, (at_controls, at_censored), split=True))
+        ways.append(_Way(controls, censored, (at_controls, at_censored)))
     return ways
 
 
@@ -422,18 +425,6 @@ def _cost(target: TargetSpec) -> int:
     """
     https = target.scheme == "https"
     return 1 + 2 * https + (1 + 2 * https if target.bulk else 0)
-
-
-def needs(pair: Pair, control_vantages: Iterable[str], control_targets: Iterable[str]) -> set[Pair]:
-    """The controls a run of `pair` measures or borrows: the control targets at its vantage,
-    its target at the control vantages (`probe.daemon.prober.Prober.run`).
-
-    >>> sorted(needs(("kz", "fb"), ["de"], ["wiki"]))
-    [('de', 'fb'), ('kz', 'wiki')]
-    """
-    vantage, target = pair
-    out = {(vantage, t) for t in control_targets if t != target}
-    return out | {(v, target) for v in control_vantages if v != vantage}
 
 
 def _controls_first(config: Config, pairs: Iterable[Pair]) -> list[Pair]:
@@ -550,7 +541,7 @@ class _Share:
         control_vantages = [v.name for v in scenario.vantages if v.control]
         control_targets = [t.name for t in scenario.targets if t.control]
         later = (pair for g in every if g.index > group.index for pair in g.pairs)
-        lent = frozenset(c for pair in later for c in needs(pair, control_vantages, control_targets))
+        lent = frozenset(c for pair in later for c in controls_of(pair, control_vantages, control_targets))
         ledger = lending.Ledger(lending.ledger_path(directory, group.index))
         earlier = [lending.ledger_path(directory, g.index) for g in every if g.index < group.index]
         loans = lending.Loans(earlier, stopped=stop.is_set)  # read from the world's thread: a flag

@@ -143,3 +143,16 @@ async def test_a_borrowed_control_decides_the_verdict_as_a_measured_one_would() 
     )
     assert ("kz", "wiki") not in {(v, t) for v, t, _ in net.calls}
     assert borrowed[0].analysis.verdict == measured[0].analysis.verdict == "vantage_down"
+
+
+def test_a_stop_wakes_a_group_waiting_for_a_ledger_that_does_not_grow(directory: Path) -> None:
+    ledger = Ledger(ledger_path(directory, 0))
+    ledger.lend([], until=T0 + 300)  # its first instant, then nothing: hung, or very slow
+    stop = threading.Event()
+    loans = Loans([ledger_path(directory, 0)], stopped=stop.is_set)
+    threading.Timer(0.3, stop.set).start()  # Ctrl-C, as the simulation's stop event
+    # Returns once stopped (nothing lent for it: the caller measures the control itself).
+    assert loans.fresh("kz", "wiki", T0 + 300, max_age=15) is None
+    assert stop.is_set()
+    loans.close()
+    ledger.close()

@@ -216,3 +216,44 @@ def test_a_worker_killed_without_a_word_ends_the_run_and_nobody_waits_for_it(tmp
         killer.join(timeout=60)
     assert killed and str(raised.value) == "job 0: died (-9)"
     assert set(_spawned_children()) <= before  # the second was stopped, not left waiting
+
+
+def test_many_targets_are_dealt_greedily_and_still_each_pair_once() -> None:
+    from probe.lab.simulate import SEARCHED, _cost, _Way
+
+    targets = [
+        {
+            "name": f"t{i}",
+            "hosts": [f"t{i}.lab"],
+            "address": f"127.0.5.{i + 1}",
+            "port": 0,
+            "bulk": i % 2 == 0,
+        }
+        for i in range(SEARCHED + 4)
+    ]
+    scenario = parse_scenario(
+        {
+            "name": "many",
+            "timezone": "UTC",
+            "dns": {"listen": "127.0.0.1:0"},
+            "vantages": [
+                {"name": "north", "address": "127.0.0.2"},
+                {"name": "control", "address": "127.0.0.9", "control": True},
+            ],
+            "targets": [*targets, {"name": "wiki", "hosts": ["wiki.lab"], "address": "127.0.5.99", "port": 0,
+                                   "control": True}],
+        }
+    )  # fmt: skip
+    groups = groups_of(scenario, Simulation(days=1))
+    owner = {pair: g.index for g in groups for pair in g.pairs}
+    assert sum(len(g.pairs) for g in groups) == len(owner) == 2 * (SEARCHED + 5)
+    assert owner[("north", "wiki")] == owner[("control", "wiki")] == 0
+    assert all(owner[("control", f"t{i}")] <= owner[("north", f"t{i}")] for i in range(SEARCHED + 4))
+    # Dealt heaviest first, the busier group has at most one target's work more than half.
+    load = [0.0, 0.0]
+    for g in groups:
+        for vantage, target in g.pairs:
+            load[g.index] += _cost(scenario.target(target)) * (1 if vantage == "control" else 1.25)
+    heaviest = max(_cost(scenario.target(f"t{i}")) for i in range(SEARCHED + 4)) * 2.25
+    assert max(load) - sum(load) / 2 <= heaviest
+    assert _Way((("c", "t"),), (("n", "t"),), (1.0, 1.0)).split
