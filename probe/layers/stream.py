@@ -61,6 +61,7 @@ class TlsStream:
         self.obj = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_name)
         self.on_receive: Callable[[int], None] | None = None
         self._finish_unsent = False
+        self._error: ssl.SSLError | None = None
 
     async def _flush(self) -> None:
         self._finish_unsent = False
@@ -99,16 +100,40 @@ class TlsStream:
         await self._flush()
 
     async def recv(self) -> bytes:
+        """The plaintext of every whole record received so far (at least one), or b"" at the
+        end of the stream. A socket read of 64 KB holds four full records: decrypted in one
+        go, the HTTP parser runs once per read instead of once per record."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
         while True:
             try:
-                return self.obj.read(RECV_SIZE)
+                data = self.obj.read(RECV_SIZE)
             except ssl.SSLWantReadError:
                 await self._flush()
                 if self._incoming.eof:
                     return b""
                 await self._fill()
+                continue
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 return b""
+            return self._more(data) if self._incoming.pending else data
+
+    def _more(self, first: bytes) -> bytes:
+        """`first` and the records after it already in the incoming buffer. What ends the
+        stream after them (close_notify, a bad record) is for the next `recv` to report."""
+        parts = [first]
+        while self._incoming.pending:
+            try:
+                parts.append(self.obj.read(RECV_SIZE))
+            except ssl.SSLWantReadError:
+                break  # a record's first part: the rest comes with the next socket read
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                break  # the next read meets it again
+            except ssl.SSLError as exc:
+                self._error = exc
+                break
+        return b"".join(parts)
 
     def close(self) -> None:
         if self._finish_unsent:  # only a completed handshake's flight, never a failure's alert

@@ -131,3 +131,18 @@ def test_bad_files_are_rejected_with_the_entry_named(yaml_text: str, message: st
     with pytest.raises(FingerprintError, match=r"^test\.yaml: ") as info:
         load_fingerprints(yaml_text, source="test.yaml")
     assert message in str(info.value)
+
+
+def test_a_body_seen_before_matches_the_same_and_the_memory_is_bounded() -> None:
+    from probe.analysis.fingerprints import BODIES_KEPT
+
+    fps = default_fingerprints()
+    blockpage = http(body_sample="<html><p>Access to this resource is restricted.</p>")
+    page = http(body_sample="<html><p>Welcome</p>")
+    for _ in range(2):
+        assert getattr(fps.match_http(blockpage), "name", None) == "lab_blockpage"
+        assert fps.match_http(page) is None
+    for i in range(BODIES_KEPT + 10):
+        assert fps.match_http(http(body_sample=f"<p>page {i}</p>")) is None
+    assert len(fps._body._seen) <= BODIES_KEPT
+    assert getattr(fps.match_http(blockpage), "name", None) == "lab_blockpage"
