@@ -188,3 +188,27 @@ def test_the_memory_network_hands_the_probe_the_kernel_labs_config(tmp_path: Pat
     assert [t["name"] for t in config["targets"]] == [t.name for t in scenario.targets if t.probe]
     parsed = simulation_config(config, Simulation(days=1))
     assert parsed.vantage("kz-mobile").probe_asn == "AS21299"
+
+
+def test_timers_fire_at_their_virtual_time_in_order_and_cancelled_ones_never() -> None:
+    # 300 timers on 50 distinct deadlines, two thirds cancelled (enough for the loop to
+    # sweep them out of its heap at once): the others fire at their deadline, equal
+    # deadlines in the order they were set, and no real time passes.
+    loop = VirtualLoop(1_000_000.0)
+    fired: list[tuple[float, int]] = []
+    expected: list[tuple[float, int]] = []
+    start = time.monotonic()
+    try:
+        for i in range(300):
+            when = 1_000_000.0 + (i * 37 % 50) * 0.25
+            handle = loop.call_at(when, lambda when=when, i=i: fired.append((loop.time() - when, i)))
+            if i % 3:
+                handle.cancel()
+            else:
+                expected.append((when, i))
+        loop.run_until_complete(asyncio.sleep(20))
+    finally:
+        loop.close()
+    assert [i for _, i in fired] == [i for _, i in sorted(expected)]
+    assert all(late == 0.0 for late, _ in fired)
+    assert time.monotonic() - start < 5
