@@ -635,7 +635,9 @@ class MemoryNetwork:
             if method != "HEAD":
                 await _send_bulk(stream, size, rate_bps)
         else:
-            body = page_body(target)
+            body = self._pages.get(target.name)
+            if body is None:  # the same bytes at every request (24 paragraphs built: ~40 us)
+                body = self._pages[target.name] = page_body(target)
             headers = [
                 ("Content-Type", "text/html; charset=utf-8"),
                 ("Content-Length", str(len(body))),
