@@ -85,8 +85,17 @@ async def _guarded(
 
 
 def _worker(
-    index: int, scenario: Scenario, sim: Simulation, groups: list[Group], url: str, state_dir: Path, out: Any
+    index: int,
+    scenario: Scenario,
+    sim: Simulation,
+    groups: list[Group],
+    url: str,
+    state_dir: Path,
+    out: Any,
+    ready: Any,
 ) -> None:
+    if not _wait_for(ready):
+        return  # the parent is gone: nobody to report to
     last = 0.0
 
     def report(p: Progress) -> None:
@@ -102,6 +111,16 @@ def _worker(
         out.put(("error", index, f"{type(exc).__name__}: {exc}"))
         raise
     out.put(("done", index, summary))
+
+
+def _wait_for(ready: Any) -> bool:
+    """Wait for the parent to say the database and the ledger directory are ready; False if
+    the parent died first (it stops its workers itself when it fails)."""
+    parent = multiprocessing.parent_process()
+    while not ready.wait(1.0):
+        if parent is not None and not parent.is_alive():
+            return False
+    return True
 
 
 def run(
@@ -127,16 +146,15 @@ def run(
     if len(parts) == 1:
         with fewer_collections():
             return run_async(_guarded(scenario, sim, url, Path(state_dir), on_progress, migrate=True))
-    upgrade(url)  # once, before several processes could race to create the tables
     lending_dir = Path(state_dir) / "lending"
-    lending.clear(lending_dir)  # once, before any worker writes or reads a ledger
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
+    ready = context.Event()
     began = time.monotonic()
     workers = [
         context.Process(
             target=_worker,
-            args=(i, scenario, sim, part, url, Path(state_dir), out),
+            args=(i, scenario, sim, part, url, Path(state_dir), out, ready),
             name=f"curfew-simulate-{i}",
         )
         for i, part in enumerate(parts)
@@ -147,6 +165,12 @@ def run(
     try:
         for w in workers:
             w.start()
+        # While the workers start (a second of imports each), the tables are made, once,
+        # before several processes could race to create them; and the ledgers cleared, before
+        # any worker writes or reads one. Then the workers go.
+        upgrade(url)
+        lending.clear(lending_dir)
+        ready.set()
         latest: dict[int, Progress] = {}
         done: dict[int, Summary] = {}
         errors: list[str] = []

@@ -173,6 +173,20 @@ def test_a_group_that_fails_in_its_worker_ends_the_run_and_nobody_waits_for_it(
     assert not (tmp_path / "state" / "lending").exists()  # the ledgers go with the run
 
 
+@pytest.mark.timeout(60)
+def test_a_database_that_cannot_be_made_stops_the_workers_already_started(tmp_path: Path) -> None:
+    # The workers start while the parent makes the tables; when it cannot, they never run.
+    before = set(_spawned_children())
+    sim = Simulation(days=1, start=dt.datetime(2019, 5, 20, tzinfo=UTC), interval=1800)
+    (tmp_path / "a file").write_text("not a directory")
+    url = f"sqlite:///{tmp_path / 'a file' / 'x.db'}"
+    began = time.monotonic()
+    with pytest.raises(FileExistsError):  # the database's directory: not a worker's error
+        run(two_vantages(), sim, url, tmp_path / "state", jobs=2)
+    assert time.monotonic() - began < 40
+    assert set(_spawned_children()) <= before
+
+
 def _spawned_children() -> list[int]:
     """This process's children started by multiprocessing's spawn (its workers), oldest first."""
     found = []
