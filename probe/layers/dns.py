@@ -180,7 +180,11 @@ async def _udp(query: dns.message.Message, wire: bytes, net: VantageNetwork, tim
 
 
 REPLIES_KEPT = 1024
-"""Replies `read_reply` remembers (a few hundred bytes each)."""
+"""Replies `read_reply` remembers."""
+REPLY_KEPT_BYTES = 1232
+"""The largest reply remembered (DNS Flag Day 2020's UDP size; an answer to a plain query is
+at most 512 bytes): a resolver that sends 64 KB datagrams cannot make the memory grow past
+~1.3 MB."""
 _replies: dict[tuple[bytes, bytes], Reply] = {}
 
 
@@ -194,7 +198,7 @@ def read_reply(query: dns.message.Message, wire: bytes, data: bytes) -> Reply:
     A resolver gives the same answer again and again; parsing it costs ~55 us, a quarter of
     the DNS step. So a reply is remembered by its bytes and its question's, all but the
     2-byte ID: `is_response` depends on those and on the IDs being equal, which is checked
-    every time. Only replies that passed are remembered.
+    every time. Only replies that passed, and of at most `REPLY_KEPT_BYTES`, are remembered.
     """
     key = (wire[2:], data[2:])
     known = _replies.get(key)
@@ -206,9 +210,10 @@ def read_reply(query: dns.message.Message, wire: bytes, data: bytes) -> Reply:
     if not query.is_response(message):
         raise dns.query.BadResponse
     reply = Reply.of(message)
-    if len(_replies) >= REPLIES_KEPT:
-        _replies.pop(next(iter(_replies)), None)  # the oldest
-    _replies[key] = reply
+    if len(data) <= REPLY_KEPT_BYTES:
+        if len(_replies) >= REPLIES_KEPT:
+            _replies.pop(next(iter(_replies)), None)  # the oldest
+        _replies[key] = reply
     return reply
 
 

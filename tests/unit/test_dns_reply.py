@@ -10,7 +10,7 @@ import dns.rrset
 import pytest
 
 from probe.layers import dns as dns_layer
-from probe.layers.dns import REPLIES_KEPT, Reply, read_reply
+from probe.layers.dns import REPLIES_KEPT, REPLY_KEPT_BYTES, Reply, read_reply
 
 
 def answer(query: dns.message.Message, *addresses: str, qid: int | None = None) -> bytes:
@@ -67,3 +67,13 @@ def test_the_memory_is_bounded() -> None:
         address = f"127.0.{i // 256}.{i % 256}"
         assert read_reply(query, wire, answer(query, address)).addresses == (address,)
     assert len(dns_layer._replies) <= REPLIES_KEPT
+
+
+def test_a_large_reply_is_read_but_not_remembered() -> None:
+    query, wire = fresh("big.site.test")
+    addresses = [f"127.1.{i // 256}.{i % 256}" for i in range(200)]  # ~3.2 KB on the wire
+    data = answer(query, *addresses)
+    assert len(data) > REPLY_KEPT_BYTES
+    dns_layer._replies.clear()
+    assert sorted(read_reply(query, wire, data).addresses) == sorted(addresses)
+    assert dns_layer._replies == {}
