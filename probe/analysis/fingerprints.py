@@ -17,7 +17,9 @@ scanning the whole list per header.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from functools import cache
 from importlib import resources
@@ -287,7 +289,7 @@ class _BodyRows:
     def __init__(self, contains: _Substrings, others: tuple[Fingerprint, ...]) -> None:
         self._contains = contains
         self._others = others
-        self._seen: dict[str, tuple[Fingerprint, ...]] = {}
+        self._seen: OrderedDict[str, tuple[Fingerprint, ...]] = OrderedDict()
 
     def find(self, body: str) -> tuple[Fingerprint, ...]:
         """Every row `body` matches: the `contains` rows first, then the others in order.
@@ -302,7 +304,8 @@ class _BodyRows:
         if found is None:
             found = (*self._contains.find(body), *(fp for fp in self._others if fp.matches(body)))
             if len(self._seen) >= BODIES_KEPT:
-                self._seen.pop(next(iter(self._seen)), None)  # the oldest
+                with contextlib.suppress(KeyError):  # another thread emptied it first
+                    self._seen.popitem(last=False)  # the oldest, in one step
             self._seen[body] = found
         return found
 

@@ -7,9 +7,11 @@ network failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import secrets
 import socket
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -185,7 +187,7 @@ REPLY_KEPT_BYTES = 1232
 """The largest reply remembered (DNS Flag Day 2020's UDP size; an answer to a plain query is
 at most 512 bytes): a resolver that sends 64 KB datagrams cannot make the memory grow past
 ~1.3 MB."""
-_replies: dict[tuple[bytes, bytes], Reply] = {}
+_replies: OrderedDict[tuple[bytes, bytes], Reply] = OrderedDict()
 
 
 def read_reply(query: dns.message.Message, wire: bytes, data: bytes) -> Reply:
@@ -212,7 +214,8 @@ def read_reply(query: dns.message.Message, wire: bytes, data: bytes) -> Reply:
     reply = Reply.of(message)
     if len(data) <= REPLY_KEPT_BYTES:
         if len(_replies) >= REPLIES_KEPT:
-            _replies.pop(next(iter(_replies)), None)  # the oldest
+            with contextlib.suppress(KeyError):  # another thread emptied it first
+                _replies.popitem(last=False)  # the oldest, in one step
         _replies[key] = reply
     return reply
 
