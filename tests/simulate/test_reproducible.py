@@ -187,6 +187,28 @@ def test_a_database_that_cannot_be_made_stops_the_workers_already_started(tmp_pa
     assert set(_spawned_children()) <= before
 
 
+def test_a_worker_whose_parent_died_before_the_go_returns(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A parent killed while it made the tables never says "go": its workers must not wait on.
+    import multiprocessing
+
+    from probe.lab import shards
+
+    class Never:
+        def wait(self, timeout: float) -> bool:
+            return False
+
+    class Dead:
+        def is_alive(self) -> bool:
+            return False
+
+    monkeypatch.setattr(multiprocessing, "parent_process", lambda: Dead())
+    assert shards._wait_for(Never()) is False
+    monkeypatch.setattr(multiprocessing, "parent_process", lambda: None)
+    ready = multiprocessing.get_context("spawn").Event()
+    ready.set()
+    assert shards._wait_for(ready) is True
+
+
 def _spawned_children() -> list[int]:
     """This process's children started by multiprocessing's spawn (its workers), oldest first."""
     found = []
